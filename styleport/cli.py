@@ -1,0 +1,117 @@
+"""The ``styleport`` command: argument parsing and wiring only; the work lives in the sub-packages.
+
+Exit codes: 0 ok, 1 parity/threshold failed, 2 bad input or usage, 3 conversion/runtime failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from styleport import __version__
+from styleport.errors import EXIT_USAGE, StyleportError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as argparse does, but with our prefix
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_loss_net(p):
+    g = p.add_argument_group("loss network")
+    g.add_argument("--vgg-weights", metavar="PATH",
+                   help="torchvision VGG16 ImageNet state dict (vgg16-397923af.pth); default: the torch hub "
+                        "cache file when present")
+    g.add_argument("--loss-net", choices=("imagenet", "random"), default=None,
+                   help="'random' = seeded random-feature VGG16 (announced; for offline use)")
+
+
+def _vgg(args):
+    from styleport.models.vgg import build_vgg
+    return build_vgg(args.loss_net or ("imagenet" if args.vgg_weights else "auto"), args.vgg_weights)
+
+
+def cmd_gatys(args) -> int:
+    import torch
+
+    from styleport.images import load_tensor, save_image
+    from styleport.models.losses import LossConfig
+    from styleport.training.gatys import stylize
+
+    if args.steps < 1:
+        raise StyleportError("--steps must be >= 1")
+    if args.size < 16:
+        raise StyleportError("--size must be >= 16")
+    content = load_tensor(args.content, args.size)
+    style = load_tensor(args.style, args.size)
+    vgg = _vgg(args)
+    torch.manual_seed(args.seed)
+    cfg = LossConfig(content_layer=args.content_layer, alpha=args.content_weight, beta=args.style_weight,
+                     tv_weight=args.tv_weight)
+    res = stylize(content, style, vgg, cfg, steps=args.steps, optimizer=args.optimizer, lr=args.lr,
+                  progress=not args.no_progress)
+    save_image(res.image, args.output)
+    print(f"wrote {args.output}  (total loss {res.losses[0]:.4g} -> {res.losses[-1]:.4g} in {args.steps} "
+          f"{args.optimizer} steps, loss net {vgg.source})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from pathlib import Path
+
+    from styleport.demo import run_demo
+    return run_demo(Path(args.out), quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="styleport", description="Neural style transfer networks, from PyTorch to the edge: "
+                "train, export to ONNX/TFLite/CoreML, benchmark and check numeric parity.",
+                epilog="Exit codes: 0 ok, 1 parity or threshold failed, 2 bad input or usage, "
+                       "3 conversion or runtime failed.")
+    p.add_argument("--version", action="version", version=f"styleport {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    g = sub.add_parser("gatys", help="optimisation-based stylisation (Gatys et al.), the slow reference",
+                       description="Optimise the pixels of CONTENT to match the Gram statistics of STYLE.")
+    g.add_argument("--content", required=True, metavar="IMG", help="content image")
+    g.add_argument("--style", required=True, metavar="IMG", help="style image")
+    g.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image (.png/.jpg)")
+    g.add_argument("--steps", type=int, default=200, help="optimiser steps (default 200)")
+    g.add_argument("--size", type=int, default=256, help="short side of content and style, px (default 256)")
+    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="default lbfgs")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default: 1.0 lbfgs, 0.02 adam)")
+    g.add_argument("--content-layer", default="relu3_3", choices=("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
+    g.add_argument("--content-weight", type=float, default=1.0, help="alpha (default 1)")
+    g.add_argument("--style-weight", type=float, default=1e5, help="beta (default 1e5)")
+    g.add_argument("--tv-weight", type=float, default=1.0, help="total variation weight (default 1)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_loss_net(g)
+    g.set_defaults(func=cmd_gatys)
+
+    d = sub.add_parser("demo", help="the main job, offline: stylise the project's sample images",
+                       description="Run the end-to-end demo on images the project makes itself.")
+    d.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    d.add_argument("--quick", action="store_true", help="reduced sizes and steps (used by the tests)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except StyleportError as e:
+        print(f"styleport: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("styleport: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

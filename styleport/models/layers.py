@@ -1,0 +1,140 @@
+"""Building blocks shared by the transformer presets.
+
+Two ops have more than one equivalent way to be written, and each exporter wants a different one
+(shared/DESIGN.md): reflection padding (``F.pad(mode="reflect")`` -> ONNX Pad / CoreML pad, or
+slice+flip+concat, which TFLite runs faster than MIRROR_PAD) and instance norm (``F.instance_norm``
+-> the native ONNX/CoreML op, or mean/variance, which litert-torch lowers without transposes).
+Every module reads its form from a module attribute, set for a whole network with :func:`set_forms`.
+The forms compute the same numbers; tests check that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PAD_FORMS = ("native", "cat")
+NORM_FORMS = ("native", "meanvar")
+IN_EPS = 1e-5
+
+
+def reflect_pad_cat(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Reflection padding written as slices, flips and concatenations (same result as F.pad reflect)."""
+    if p == 0:
+        return x
+    left = x[..., :, 1:p + 1].flip(-1)
+    right = x[..., :, -p - 1:-1].flip(-1)
+    x = torch.cat([left, x, right], dim=-1)
+    top = x[..., 1:p + 1, :].flip(-2)
+    bottom = x[..., -p - 1:-1, :].flip(-2)
+    return torch.cat([top, x, bottom], dim=-2)
+
+
+class ReflectPad(nn.Module):
+    def __init__(self, pad: int):
+        super().__init__()
+        self.pad = pad
+        self.form = "native"
+
+    def forward(self, x):
+        if self.pad == 0:
+            return x
+        if self.form == "cat":
+            return reflect_pad_cat(x, self.pad)
+        return F.pad(x, (self.pad,) * 4, mode="reflect")
+
+
+def instance_norm(x: torch.Tensor, form: str, eps: float = IN_EPS) -> torch.Tensor:
+    """Normalise each sample and channel over H, W (biased variance, as torch and Magenta do)."""
+    if form == "meanvar":
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = (x - mean).square().mean(dim=(2, 3), keepdim=True)
+        return (x - mean) * torch.rsqrt(var + eps)
+    return F.instance_norm(x, eps=eps)
+
+
+class InstanceNorm(nn.Module):
+    """Instance norm with a learned per-channel affine (key names as torch.nn.InstanceNorm2d)."""
+
+    def __init__(self, channels: int, eps: float = IN_EPS):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+        self.form = "native"
+
+    def forward(self, x):
+        return instance_norm(x, self.form, self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class CondInstanceNorm(nn.Module):
+    """Conditional instance norm: z = gamma_s * (x - mu) / sigma + beta_s (Dumoulin et al. 2017).
+
+    gamma and beta come per sample from outside ([B, C] each): a style table row (Dumoulin) or the
+    style prediction network (Ghiasi). The module holds no parameters of its own.
+    """
+
+    def __init__(self, channels: int, eps: float = IN_EPS):
+        super().__init__()
+        self.channels = channels
+        self.eps = eps
+        self.form = "native"
+
+    def forward(self, x, gamma, beta):
+        return instance_norm(x, self.form, self.eps) * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+def make_norm(kind: str, channels: int) -> nn.Module | None:
+    if kind == "instance":
+        return InstanceNorm(channels)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "cin":
+        return CondInstanceNorm(channels)
+    if kind == "none":
+        return None
+    raise ValueError(f"unknown norm {kind!r} (instance, batch, cin, none)")
+
+
+class ConvLayer(nn.Module):
+    """Reflection pad + conv (pytorch/examples fast_neural_style key names: conv2d.weight)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: int = 1, bias: bool = True):
+        super().__init__()
+        self.upsample = upsample
+        self.reflection_pad = ReflectPad(kernel // 2)
+        self.conv2d = nn.Conv2d(cin, cout, kernel, stride, bias=bias)
+
+    def forward(self, x):
+        if self.upsample > 1:
+            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+        return self.conv2d(self.reflection_pad(x))
+
+
+def set_forms(module: nn.Module, pad: str | None = None, norm: str | None = None) -> nn.Module:
+    """Switch every ReflectPad / (Cond)InstanceNorm in ``module`` to the given forms (in place)."""
+    if pad is not None and pad not in PAD_FORMS:
+        raise ValueError(f"pad form {pad!r} not in {PAD_FORMS}")
+    if norm is not None and norm not in NORM_FORMS:
+        raise ValueError(f"norm form {norm!r} not in {NORM_FORMS}")
+    for m in module.modules():
+        if pad is not None and isinstance(m, ReflectPad):
+            m.form = pad
+        if norm is not None and isinstance(m, (InstanceNorm, CondInstanceNorm)):
+            m.form = norm
+    return module
+
+
+@contextlib.contextmanager
+def forms(module: nn.Module, pad: str | None = None, norm: str | None = None):
+    """Temporarily switch forms, restoring the previous ones afterwards."""
+    saved = [(m, m.form) for m in module.modules() if hasattr(m, "form")]
+    set_forms(module, pad, norm)
+    try:
+        yield module
+    finally:
+        for m, f in saved:
+            m.form = f

@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+MAGENTA = SHARED / "magenta"
+
+torch.set_num_threads(2)
+
+
+def run_cli(*args, cwd=None, timeout=900):
+    """Run the real `styleport` command in a subprocess; returns CompletedProcess (text)."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run([sys.executable, "-m", "styleport", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def assert_one_line_error(proc, code=2, contains=None):
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("styleport")]
+    assert lines, err
+    if contains:
+        assert contains.lower() in err.lower(), err
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory):
+    from styleport.samples import content_scene, style_pattern
+    d = tmp_path_factory.mktemp("samples")
+    content_scene(96).save(d / "content.png")
+    content_scene(80, seed=1).resize((112, 80)).save(d / "content_wide.png")
+    for name in ("swirl", "stripes"):
+        style_pattern(name, 96).save(d / f"{name}.png")
+    return d
+
+
+@pytest.fixture
+def magenta_dir():
+    if not (MAGENTA / "style_transfer_f16_384.tflite").exists():
+        pytest.skip("../shared/data/magenta is absent (optional third-party data)")
+    return MAGENTA
