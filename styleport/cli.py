@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     d.add_argument("--quick", action="store_true", help="reduced sizes and steps (used by the tests)")
     d.set_defaults(func=cmd_demo)
+
+    import types
+
+    from styleport.export import commands as export_cmds
+    from styleport.runtime import commands as runtime_cmds
+    from styleport.training import commands as training_cmds
+    common = types.SimpleNamespace(add_loss_net=_add_loss_net, vgg=_vgg)
+    for mod in (training_cmds, export_cmds, runtime_cmds):
+        mod.add_parsers(sub, common)
     return p
 
 

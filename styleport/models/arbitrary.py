@@ -27,11 +27,10 @@ class StyleParamHead(nn.Module):
         self.beta = nn.ModuleList(nn.Linear(bottleneck, c) for c in channels)
 
     def forward(self, bottleneck):
-        b = bottleneck.flatten(1)
-        parts = []
-        for g, bt in zip(self.gamma, self.beta):
-            parts += [g(b), bt(b)]
-        return torch.cat(parts, dim=1)
+        # One matmul for all layers (exporters fold the concatenated weights into one constant).
+        weight = torch.cat([w for g, b in zip(self.gamma, self.beta) for w in (g.weight, b.weight)], 0)
+        bias = torch.cat([w for g, b in zip(self.gamma, self.beta) for w in (g.bias, b.bias)], 0)
+        return F.linear(bottleneck.flatten(1), weight, bias)
 
 
 class StyleTransfer(nn.Module):

@@ -65,6 +65,7 @@ class TransformerNet(nn.Module):
         self.relu = nn.ReLU()
         self._cin = [(n, m) for n, m in self.named_modules() if isinstance(m, CondInstanceNorm)]
         self.num_style_params = 2 * sum(m.channels for _, m in self._cin)
+        self.channels_last_output = False  # export switch: return NHWC (see forward)
 
     def cin_layers(self) -> list[tuple[str, CondInstanceNorm]]:
         return list(self._cin)
@@ -96,7 +97,22 @@ class TransformerNet(nn.Module):
             h = h + norm(block.in2, block.conv2(r))
         h = self.relu(norm(self.in4, self.deconv1(h)))
         h = self.relu(norm(self.in5, self.deconv2(h)))
-        h = norm(self.in6, self.deconv3(h))
+        h = self.deconv3(h)
+        if self.channels_last_output:
+            # TFLite export: finish in NHWC so the layout pass needs no TRANSPOSE around the
+            # 3-channel conditional norm (litert-torch 0.10 otherwise wraps it in two).
+            h = h.permute(0, 2, 3, 1)
+            if isinstance(self.in6, CondInstanceNorm):
+                c = self.in6.channels
+                gamma = params[:, offset:offset + c][:, None, None, :]
+                beta = params[:, offset + c:offset + 2 * c][:, None, None, :]
+                mean = h.mean(dim=(1, 2), keepdim=True)
+                var = (h - mean).square().mean(dim=(1, 2), keepdim=True)
+                h = (h - mean) * torch.rsqrt(var + self.in6.eps) * gamma + beta
+            elif self.in6 is not None:
+                raise ValueError("channels-last output supports a conditional final norm or none")
+        else:
+            h = norm(self.in6, h)
         if self.output == "sigmoid":
             return torch.sigmoid(h)
         if self.output == "tanh":
