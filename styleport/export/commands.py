@@ -1,10 +1,88 @@
-"""CLI verbs of styleport.export: `add_parsers(sub, common)` adds them to the `styleport` parser.
+"""CLI verbs of styleport.export: ``export`` and ``inspect``."""
 
-`common` carries shared helpers from styleport.cli (e.g. `common.add_loss_net(parser)`).
-Each verb's function takes the parsed args and returns an exit code; user errors raise
-styleport.errors.StyleportError subclasses (one line, exit code per the contract).
-"""
+from __future__ import annotations
+
+import json
+import sys
 
 
 def add_parsers(sub, common) -> None:
-    return None
+    from styleport.manifest import FORMATS, PRECISIONS
+
+    p = sub.add_parser("export", help="export a checkpoint to a bundle of ONNX / TFLite / CoreML files",
+                       description="Trace the checkpoint's networks and convert them; write BUNDLE/ with a "
+                                   "manifest.json (atomically: a failed export leaves nothing behind).")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
+    p.add_argument("--formats", default="onnx,tflite,coreml", help=f"comma list of {', '.join(FORMATS)} (default all)")
+    p.add_argument("--precisions", default="fp32", help=f"comma list of {', '.join(PRECISIONS)} (default fp32)")
+    p.add_argument("--size", type=int, default=384, help="content input size in px, square (default 384)")
+    p.add_argument("--height", type=int, default=None, help="content height (overrides --size)")
+    p.add_argument("--width-px", type=int, default=None, help="content width (overrides --size)")
+    p.add_argument("--style-size", type=int, default=256, help="style input size for the predictor (default 256)")
+    p.add_argument("--dynamic", action="store_true", help="free H and W for ONNX and CoreML (TFLite stays fixed)")
+    p.add_argument("--opset", type=int, default=None,
+                   help="ONNX opset (default 20, dynamo exporter; 17 uses the TorchScript exporter)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    p.add_argument("--calib-content", metavar="DIR", help="content images for int8 calibration")
+    p.add_argument("--calib-style", metavar="DIR", help="style images for int8 calibration")
+    p.add_argument("--calib-count", type=int, default=None, help="calibration images per set")
+    p.add_argument("--calib-synthetic", action="store_true",
+                   help="calibrate int8 on the project's procedural images (only when asked)")
+    p.add_argument("--json", metavar="FILE", help="also write the manifest here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("inspect", help="I/O, op histogram, parameters and Transpose count of a model file",
+                       description="Inspect .onnx, .tflite, .mlpackage or .mlmodel files (ours or anyone's).")
+    i.add_argument("files", nargs="+", metavar="FILE")
+    i.add_argument("--json", action="store_true", help="print JSON (keys: inputs, outputs, op_histogram, "
+                                                       "params, file_bytes, transpose_count, ...)")
+    i.set_defaults(func=cmd_inspect)
+
+
+def cmd_export(args) -> int:
+    from styleport.errors import BadInput
+    from styleport.export.bundle import export_bundle, parse_list
+    from styleport.manifest import FORMATS, PRECISIONS
+
+    formats = parse_list(args.formats, FORMATS, "format")
+    precisions = parse_list(args.precisions, PRECISIONS, "precision")
+    if args.opset is not None and args.opset < 17:
+        raise BadInput(f"--opset must be >= 17, got {args.opset}")
+    size = (args.height or args.size, args.width_px or args.size)
+    calibration = {"content": args.calib_content, "style": args.calib_style, "count": args.calib_count,
+                   "synthetic": args.calib_synthetic}
+    manifest = export_bundle(args.checkpoint, args.out, formats, precisions, size=size, style_size=args.style_size,
+                             dynamic=args.dynamic, force=args.force, opset=args.opset,
+                             progress=not args.no_progress, calibration=calibration)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(manifest, f, indent=2)
+    print(f"wrote {args.out}/ in {manifest['export']['seconds']} s")
+    print(f"{'model':12} {'format':7} {'precision':9} {'bytes':>11}  check")
+    for a in manifest["artifacts"]:
+        chk = a["details"].get("check") or {}
+        c = f"max|d| {chk['max_abs_vs_torch']:.2e} ({chk['runtime']})" if chk.get("max_abs_vs_torch") is not None \
+            else (chk.get("reason") or "")
+        print(f"{a['model']:12} {a['format']:7} {a['precision']:9} {a['bytes']:>11,}  {c}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from styleport.export.inspect import inspect_file
+
+    infos = [inspect_file(f) for f in args.files]
+    if args.json:
+        json.dump(infos[0] if len(infos) == 1 else infos, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    for info in infos:
+        print(f"{info['path']}  ({info['format']}, {info['file_bytes']:,} bytes, {info['params']:,} params, "
+              f"{info['transpose_count']} Transpose)")
+        for kind in ("inputs", "outputs"):
+            for t in info[kind]:
+                print(f"  {kind[:-1]:6} {t['name']:40} {t['shape']} {t['dtype']}")
+        print("  weights: " + ", ".join(f"{k} {v:,}" for k, v in info["weight_dtypes"].items()))
+        print("  ops: " + ", ".join(f"{k} {v}" for k, v in info["op_histogram"].items()))
+    return 0

@@ -13,6 +13,7 @@ Read off the released TFLite graphs (../shared/data/magenta):
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -26,6 +27,8 @@ MBV2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1
 def tf_same_pad(x, k: int, s: int):
     """TensorFlow 'SAME' padding: total max((ceil(n/s)-1)*s + k - n, 0), the odd pixel at bottom/right."""
     h, w = x.shape[-2:]
+    if torch.jit.is_tracing():  # bake the sizes: the predictor is exported at one fixed size
+        h, w = int(h), int(w)
     ph = max((-(-h // s) - 1) * s + k - h, 0)
     pw = max((-(-w // s) - 1) * s + k - w, 0)
     if ph == 0 and pw == 0:

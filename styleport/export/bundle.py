@@ -1,0 +1,249 @@
+"""Write a bundle: every requested network x format x precision, plus ``manifest.json``.
+
+The bundle is built in a temp folder beside the target (``.NAME.tmp-PID``) and renamed into place
+at the end: a failure, Ctrl-C or kill leaves any existing bundle untouched; stale temp folders of
+dead processes are removed by the next export into the same parent. An existing bundle is replaced
+only with ``force``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from styleport import __version__
+from styleport.errors import BadInput, ConversionError, StyleportError
+from styleport.export.wrappers import LAYOUT, export_module, io_spec, networks
+from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha256_path, size_path, validate
+from styleport.models.checkpoint import WEIGHTS, load_checkpoint, sha256_file
+
+EXT = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
+TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "onnxconverter-common", "litert-torch",
+         "ai-edge-litert", "ai-edge-quantizer", "coremltools", "numpy")
+
+
+def tool_versions() -> dict:
+    out = {"styleport": __version__, "python": sys.version.split()[0]}
+    for name in TOOLS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def parse_list(value: str, allowed: tuple, what: str) -> list[str]:
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if not items:
+        raise BadInput(f"no {what} given (choose from {', '.join(allowed)})")
+    for v in items:
+        if v not in allowed:
+            raise BadInput(f"unknown {what} {v!r} (choose from {', '.join(allowed)})")
+    return list(dict.fromkeys(items))
+
+
+def _clean_stale(parent: Path, name: str) -> None:
+    for p in parent.glob(f".{name}.tmp-*"):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1].split(".")[0])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_fp32(fmt: str, path: Path, module, sample, inputs) -> dict:
+    """Run the fresh fp32 artefact once against the wrapped torch module (catches miscompiles)."""
+    with torch.no_grad():
+        ref = module(*sample).numpy()
+    feeds = {s["name"]: t.numpy() for s, t in zip(inputs, sample)}
+    if fmt == "onnx":
+        import onnxruntime as ort
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        got = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+        runtime = "onnxruntime"
+    elif fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        from styleport.export.wrappers import quiet_torch_export
+        with quiet_torch_export():
+            it = Interpreter(model_path=str(path), num_threads=2)
+        got = next(iter(it.get_signature_runner()(**feeds).values()))
+        runtime = "ai-edge-litert"
+    else:
+        return {"runtime": None, "reason": "CoreML prediction needs macOS"}
+    err = float(np.abs(got.astype(np.float64) - ref).max())
+    if not np.isfinite(err):
+        raise RuntimeError(f"{fmt} output holds NaN/Inf")
+    return {"runtime": runtime, "max_abs_vs_torch": err}
+
+
+def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisions=("fp32",), size=384,
+                  style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None) -> dict:
+    from styleport.export.coreml_export import export_coreml
+    from styleport.export.onnx_export import DEFAULT_OPSET, export_onnx
+    from styleport.export.tflite_export import export_tflite
+    from styleport.quantization import make_variant
+
+    out = Path(out)
+    ckpt = Path(checkpoint)
+    model, doc = load_checkpoint(ckpt)
+    if isinstance(size, int):
+        size = (size, size)
+    if any(s < 16 or s % 4 for s in size) or style_size < 16:
+        raise BadInput(f"--size must be >= 16 and a multiple of 4 (the network downsamples by 4), got {size}")
+    if model.kind == "arbitrary" and style_size < 64:
+        raise BadInput(f"--style-size must be >= 64 for the style predictor, got {style_size}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise BadInput(f"output folder does not exist: {parent}")
+    if out.exists() and not force:
+        raise BadInput(f"{out} exists: pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out} exists and is not a bundle folder")
+    if not os.access(parent, os.W_OK):
+        raise BadInput(f"output folder is not writable: {parent}")
+    _clean_stale(parent, out.name)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}.", dir=parent))
+    except OSError as e:
+        raise BadInput(f"cannot write in {parent}: {e.strerror or e}") from None
+
+    nets = networks(model)
+    jobs = [(n, f, p) for n in nets for f in formats for p in precisions]
+    artifacts = []
+    t_start = time.perf_counter()
+    bar = tqdm(jobs, desc="export", unit="artefact", disable=None if progress else True, leave=False)
+    current = None
+    try:
+        fp32_paths = {}
+        for net, fmt, prec in bar:
+            current = (net, fmt, prec)
+            bar.set_postfix_str(f"{net} {fmt} {prec}")
+            module = export_module(model, net, fmt)
+            inputs, outputs, sample = io_spec(model, net, fmt, size, style_size, dynamic and fmt != "tflite"
+                                              and net == "transformer")
+            rel = f"{fmt}/{net}.{prec}{EXT[fmt]}"
+            path = tmp / rel
+            t0 = time.perf_counter()
+            if prec == "fp32" or fmt == "coreml" and prec == "fp16":
+                if fmt == "onnx":
+                    details = export_onnx(module, sample, inputs, outputs, path, opset or DEFAULT_OPSET,
+                                          dynamic=dynamic and net == "transformer")
+                elif fmt == "tflite":
+                    details = export_tflite(module, sample, inputs, outputs, path)
+                else:
+                    details = export_coreml(module, sample, inputs, outputs, path, precision=prec,
+                                            dynamic=dynamic and net == "transformer")
+                if prec == "fp32":
+                    details["check"] = _check_fp32(fmt, path, module, sample, inputs)
+                    fp32_paths[(net, fmt)] = path
+            else:
+                base = fp32_paths.get((net, fmt))
+                if base is None:  # quantizers start from the fp32 artefact; make it, unlisted
+                    base = tmp / "_work" / f"{fmt}/{net}.fp32{EXT[fmt]}"
+                    if fmt == "onnx":
+                        export_onnx(module, sample, inputs, outputs, base, opset or DEFAULT_OPSET,
+                                    dynamic=dynamic and net == "transformer")
+                    elif fmt == "tflite":
+                        export_tflite(module, sample, inputs, outputs, base)
+                    else:
+                        export_coreml(module, sample, inputs, outputs, base, dynamic=dynamic and net == "transformer")
+                    fp32_paths[(net, fmt)] = base
+                details = make_variant(fmt, prec, base, path, module=module, sample=sample, inputs=inputs,
+                                       outputs=outputs, network=net, model=model, calibration=calibration)
+            details["seconds"] = round(time.perf_counter() - t0, 2)
+            artifacts.append({"model": net, "format": fmt, "precision": prec, "path": rel,
+                              "bytes": size_path(path), "sha256": sha256_path(path),
+                              "inputs": inputs, "outputs": outputs, "details": details})
+        shutil.rmtree(tmp / "_work", ignore_errors=True)
+        manifest = {
+            "schema": SCHEMA, "kind": KIND, "created_by": f"styleport {__version__}",
+            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source": {"checkpoint": ckpt.name, "checkpoint_path": str(ckpt.resolve()),
+                       "sha256": sha256_file(ckpt / WEIGHTS), "preset": doc["model"]["preset"],
+                       "config": doc["model"], "styles": doc.get("styles")},
+            "preprocessing": preprocessing(model, size, style_size, dynamic),
+            "export": {"size": list(size), "style_size": style_size, "dynamic": bool(dynamic),
+                       "formats": list(formats), "precisions": list(precisions),
+                       "seconds": round(time.perf_counter() - t_start, 1)},
+            "tools": tool_versions(),
+            "artifacts": artifacts,
+        }
+        validate(manifest)
+        import json
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            old = parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+        return manifest
+    except StyleportError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        log = parent / f"{out.name}.export-error.log"
+        try:
+            from styleport.export.wrappers import CAPTURED
+            log.write_text("".join(traceback.format_exception(e)) + "\n--- converter output ---\n" + CAPTURED[0])
+            where = f"; log: {log}"
+        except OSError:
+            where = ""
+        what = " ".join(current) if current else "export"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ConversionError(f"{what} failed: {type(e).__name__}: {first}{where}") from None
+    finally:
+        bar.close()
+
+
+def preprocessing(model, size, style_size, dynamic) -> dict:
+    pre = {
+        "content_image": {"color": "RGB", "range": [0.0, 1.0], "dtype": "float32",
+                          "resize": "any size" if dynamic else f"stretch to {size[0]}x{size[1]} (H x W); "
+                                    "resize the output back to the input's size",
+                          "size": None if dynamic else list(size),
+                          "size_multiple": 4},
+        "stylized_image": {"color": "RGB", "range": [0.0, 1.0], "note": "clamp to [0,1], multiply by 255"},
+        "layouts": dict(LAYOUT),
+    }
+    if model.kind == "arbitrary":
+        pre["style_image"] = {"color": "RGB", "range": [0.0, 1.0], "dtype": "float32",
+                              "resize": f"short side to {style_size}, centre crop {style_size}x{style_size}",
+                              "size": [style_size, style_size]}
+        pre["style_strength"] = ("bottleneck = s * predictor(style) + (1 - s) * predictor(content resized "
+                                 f"to {style_size}x{style_size}), s in [0, 1]")
+    if model.kind == "multi":
+        pre["style_weights"] = {"length": model.num_styles, "note": "non-negative, summing to 1 (one-hot = one style)"}
+    return pre
+
+
+FORMATS_ALL = FORMATS
+PRECISIONS_ALL = PRECISIONS

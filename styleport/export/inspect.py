@@ -1,0 +1,189 @@
+"""``styleport inspect``: what is inside a model file, ours or anyone's.
+
+.onnx (onnx), .tflite (the LiteRT interpreter, delegates off), .mlpackage/.mlmodel (coremltools
+spec, not compiled). Reports I/O, op histogram, parameter count, weight dtypes, file size and the
+number of Transpose ops. Parameters are the elements of constant weight tensors: ONNX initializers
+and Constant nodes with more than one element; TFLite constant (buffer-backed) tensors of float or
+quantized integer type, except shape/axis operands; CoreML ``const`` ops with more than one element.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+
+from styleport.errors import BadInput
+from styleport.export.wrappers import quiet_torch_export
+from styleport.manifest import size_path
+
+FORMAT_BY_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+
+
+def detect_format(path: Path) -> str:
+    fmt = FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise BadInput(f"unknown model file type {path.suffix or '(none)'} for {path} "
+                       "(expected .onnx, .tflite, .mlpackage or .mlmodel)")
+    return fmt
+
+
+def inspect_file(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"model file not found: {path}")
+    fmt = detect_format(path)
+    if fmt != "coreml" and path.is_dir():
+        raise BadInput(f"expected a file, got a folder: {path}")
+    if size_path(path) == 0:
+        raise BadInput(f"model file is empty: {path}")
+    info = {"onnx": _onnx, "tflite": _tflite, "coreml": _coreml}[fmt](path)
+    info.update(path=str(path), format=fmt, file_bytes=size_path(path))
+    info["transpose_count"] = sum(n for op, n in info["op_histogram"].items() if op.lower() == "transpose")
+    info["op_count"] = sum(info["op_histogram"].values())
+    return info
+
+
+def _onnx(path: Path) -> dict:
+    import onnx
+    from onnx import numpy_helper
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001 - a corrupt protobuf raises several types
+        raise BadInput(f"not a valid ONNX model: {path} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+
+    def vi(v):
+        t = v.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+        return {"name": v.name, "shape": shape, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
+                if t.elem_type else None}
+
+    hist = collections.Counter(n.op_type for n in g.node)
+    for f in model.functions:
+        hist.update()
+    params, dtypes = 0, collections.Counter()
+    for init in g.initializer:
+        n = int(numpy_helper.to_array(init).size) if not init.external_data else _numel(init.dims)
+        params += n
+        dtypes[onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name] += n
+    for node in g.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value" and a.t.dims and _numel(a.t.dims) > 1:
+                    n = _numel(a.t.dims)
+                    params += n
+                    dtypes[onnx.helper.tensor_dtype_to_np_dtype(a.t.data_type).name] += n
+    return {"inputs": [vi(v) for v in g.input if v.name not in inits], "outputs": [vi(v) for v in g.output],
+            "op_histogram": dict(hist.most_common()), "params": params, "weight_dtypes": dict(dtypes),
+            "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
+            "producer": f"{model.producer_name} {model.producer_version}".strip()}
+
+
+def _numel(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
+
+
+# Operand positions that hold shapes/axes/paddings rather than weights.
+_NON_WEIGHT_OPERANDS = {"RESHAPE": {1}, "PAD": {1}, "PADV2": {1, 2}, "MIRROR_PAD": {1}, "TRANSPOSE": {1},
+                        "MEAN": {1}, "SUM": {1}, "REDUCE_MAX": {1}, "RESIZE_NEAREST_NEIGHBOR": {1},
+                        "RESIZE_BILINEAR": {1}, "SLICE": {1, 2}, "STRIDED_SLICE": {1, 2, 3},
+                        "REVERSE_V2": {1}, "CONCATENATION": set(), "GATHER": {1}, "SQUEEZE": set(),
+                        "EXPAND_DIMS": {1}, "BROADCAST_TO": {1}, "TILE": {1}}
+
+
+def _tflite(path: Path) -> dict:
+    data = path.read_bytes()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise BadInput(f"not a TFLite flatbuffer: {path} (missing the TFL3 identifier)")
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        raise BadInput("reading .tflite needs ai-edge-litert (pip install ai-edge-litert)") from None
+    try:
+        with quiet_torch_export():
+            it = Interpreter(model_content=data,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    except Exception as e:  # noqa: BLE001
+        raise BadInput(f"not a valid TFLite model: {path} ({(str(e).splitlines() or [type(e).__name__])[0][:160]})") from None
+    tensors = {d["index"]: d for d in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    produced = {o for op in ops for o in op["outputs"]}
+    graph_inputs = {d["index"] for d in it.get_input_details()}
+    hist = collections.Counter(op["op_name"] for op in ops)
+    weights = {}
+    for op in ops:
+        skip = _NON_WEIGHT_OPERANDS.get(op["op_name"], set())
+        for pos, t in enumerate(op["inputs"]):
+            if t < 0 or t in produced or t in graph_inputs or pos in skip:
+                continue
+            d = tensors[t]
+            if d["dtype"].__name__ in ("int64",) and op["op_name"] not in ("CONV_2D", "FULLY_CONNECTED"):
+                continue
+            weights[t] = d
+    params, dtypes = 0, collections.Counter()
+    for d in weights.values():
+        n = _numel(d["shape"]) if len(d["shape"]) else 1
+        if n <= 1:
+            continue
+        params += n
+        dtypes[d["dtype"].__name__] += n
+
+    def io(d):
+        return {"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": d["dtype"].__name__}
+
+    sigs = it.get_signature_list()
+    return {"inputs": [io(d) for d in it.get_input_details()], "outputs": [io(d) for d in it.get_output_details()],
+            "op_histogram": dict(hist.most_common()), "params": params, "weight_dtypes": dict(dtypes),
+            "signatures": {k: v for k, v in sigs.items()}}
+
+
+def _coreml(path: Path) -> dict:
+    try:
+        with quiet_torch_export():
+            import coremltools as ct
+    except ImportError:
+        raise BadInput("reading CoreML needs coremltools (pip install coremltools)") from None
+    try:
+        with quiet_torch_export():
+            spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    except Exception as e:  # noqa: BLE001
+        raise BadInput(f"not a valid CoreML model: {path} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
+
+    def io(f):
+        t = f.type.multiArrayType
+        dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(t.dataType, str(t.dataType))
+        shape = list(t.shape)
+        if t.HasField("shapeRange") and t.shapeRange.sizeRanges:
+            shape = [r.lowerBound if r.lowerBound == r.upperBound else f"{r.lowerBound}..{r.upperBound}"
+                     for r in t.shapeRange.sizeRanges]
+        return {"name": f.name, "shape": shape, "dtype": dtype}
+
+    hist, params, dtypes = collections.Counter(), 0, collections.Counter()
+    kind = spec.WhichOneof("Type")
+    if kind == "mlProgram":
+        from coremltools.proto import MIL_pb2
+        dt = {v: k.lower() for k, v in MIL_pb2.DataType.items()}
+        for fn in spec.mlProgram.functions.values():
+            for blk in fn.block_specializations.values():
+                for op in blk.operations:
+                    hist[op.type] += 1
+                    if op.type == "const" or op.type.startswith("constexpr"):
+                        for out in op.outputs:
+                            tt = out.type.tensorType
+                            dims = [d.constant.size for d in tt.dimensions]
+                            n = _numel(dims) if dims else 1
+                            if n > 1:
+                                params += n
+                                dtypes[dt.get(tt.dataType, str(tt.dataType))] += n
+    else:
+        for layer in getattr(getattr(spec, kind), "layers", []):
+            hist[layer.WhichOneof("layer")] += 1
+    return {"inputs": [io(f) for f in spec.description.input], "outputs": [io(f) for f in spec.description.output],
+            "op_histogram": dict(hist.most_common()), "params": params, "weight_dtypes": dict(dtypes),
+            "model_type": kind, "spec_version": spec.specificationVersion}
