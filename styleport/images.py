@@ -41,6 +41,9 @@ def _open_checked(path: str | os.PathLike) -> Image.Image:
             img.load()
     except BadInput:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadInput(f"image {path} claims more than {MAX_PIXELS} pixels (refused before decoding: "
+                       "decompression bomb)") from None
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise BadInput(f"not a readable image: {path} ({type(e).__name__})") from None
     except (OSError, SyntaxError, ValueError) as e:

@@ -25,6 +25,11 @@ class RuntimeUnavailable(StyleportError):
     exit_code = EXIT_CONVERSION
 
 
+class RuntimeSkipped(RuntimeUnavailable):
+    """The runtime cannot run on this platform at all (e.g. CoreML prediction on Linux): the check
+    is reported as skipped with this reason, never as a pass."""
+
+
 class RuntimeFailed(StyleportError):
     """A model failed to load or run in its runtime (exit 3)."""
 
@@ -38,6 +43,11 @@ class TensorSpec:
     dtype: str = "float32"  # numpy dtype name
     layout: str = "any"     # NCHW, NHWC or any
     range: list | None = field(default=None)
+    quantization: tuple | None = field(default=None)  # (scale, zero_point) for int8/uint8 I/O
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout,
+                "range": self.range}
 
     def concrete_shape(self, fill: dict | None = None) -> tuple:
         fill = fill or {}
@@ -48,6 +58,9 @@ class Runner:
     """Base class: subclasses implement _open, input_specs, output_specs, run, _close."""
 
     name = "runner"
+    runtime = "runner"      # registry name (onnxruntime, litert, coreml, coreml-mil, torch)
+    formats: tuple = ()     # model formats this runner opens (onnx, tflite, coreml, pytorch)
+    imports: tuple = ()     # packages the worker imports before open(), so load time excludes them
 
     def __init__(self, path, threads: int | None = None, **options):
         self.path = path
@@ -86,3 +99,17 @@ class Runner:
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    # Optional extras (defaults are safe for any runner) -----------------------------------------
+
+    def precision(self) -> str | None:
+        """fp32 / fp16 / int8 as read from the model file, or None when unknown."""
+        return None
+
+    def versions(self) -> dict:
+        """{package: version} of what this runner uses."""
+        return {}
+
+    def describe(self) -> dict:
+        """Settings worth reporting (threads, delegates, providers)."""
+        return {"threads": self.threads}

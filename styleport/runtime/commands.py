@@ -1,10 +1,208 @@
-"""CLI verbs of styleport.runtime: `add_parsers(sub, common)` adds them to the `styleport` parser.
+"""CLI verbs of styleport.runtime: ``bench`` and ``parity``.
 
-`common` carries shared helpers from styleport.cli (e.g. `common.add_loss_net(parser)`).
-Each verb's function takes the parsed args and returns an exit code; user errors raise
-styleport.errors.StyleportError subclasses (one line, exit code per the contract).
+Exit codes: 0 pass, 1 parity failed, 2 bad input or usage, 3 a runtime failed to load or run
+(missing package: with an install hint) or nothing could run here.
 """
+
+from __future__ import annotations
+
+import sys
+import time
+
+from styleport.errors import BadInput
+
+RUNTIME_HELP = "runtimes to use (comma or space separated): onnxruntime, litert, coreml, coreml-mil, torch " \
+               "(default: every runtime that opens each format; torch rows when a checkpoint is known)"
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise BadInput(f"expected an integer, got {text!r}") from None
+    return v
+
+
+def _common(p):
+    p.add_argument("--runtimes", nargs="+", metavar="RT", help=RUNTIME_HELP)
+    p.add_argument("--threads", "--num_threads", type=int, default=None, dest="threads",
+                   help="threads per runtime (default: the number of CPUs)")
+    p.add_argument("--no-xnnpack", action="store_true", help="LiteRT: builtin kernels only (XNNPACK off)")
+    p.add_argument("--size", metavar="N|HxW", help="input size for models with free H/W (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--inputs", nargs="+", metavar="[NAME=]FILE",
+                   help="input data instead of seeded random: images (content first, then style) or .npy "
+                        "arrays (a 100-value array is the style bottleneck); NAME= picks the input")
+    p.add_argument("--checkpoint", "--reference-checkpoint", dest="checkpoint", metavar="CKPT",
+                   help="the bundle's source checkpoint, when moved (PyTorch reference)")
+    p.add_argument("--tolerances", metavar="F.toml|F.json", help="tolerance overrides per model/format/precision")
+    p.add_argument("--json", metavar="F", help="write the results as JSON")
+    p.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per parity check)")
+    p.add_argument("--markdown", metavar="F", help="write the Markdown table")
+    p.add_argument("--report", metavar="F.html", help="write an HTML report")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
+
+
+def _options(args, cls):
+    from styleport.runtime import harness as H
+    from styleport.runtime.metrics import load_tolerances
+    threads = args.threads
+    if threads is not None and not 1 <= threads <= 256:
+        raise BadInput(f"--threads must be between 1 and 256, got {threads}")
+    if threads is None:
+        import os
+        threads = os.cpu_count() or 1
+    return cls(runtimes=H._resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
+               size=H.parse_size(args.size), seed=args.seed, given=H.load_inputs(args.inputs),
+               rules=load_tolerances(args.tolerances) if args.tolerances else None)
+
+
+def _write_outputs(args, doc, checks, results=None, title="styleport"):
+    from styleport.reports import html, json_report, junit, markdown
+    if args.json:
+        json_report.write_json(doc, args.json)
+    if args.junit:
+        junit.write_junit(checks, args.junit, suite=f"styleport.{doc['kind'].split('-')[-1]}",
+                          time_s=doc.get("elapsed_s", 0.0))
+    text = markdown.bench_table(results) if results is not None else markdown.parity_table(checks)
+    if results is not None and checks:
+        text += "\n\n" + markdown.parity_table(checks)
+    if args.markdown:
+        json_report.write_text_atomic(args.markdown, text + "\n")
+    if args.report:
+        html.write_html(args.report, title, results, checks, doc.get("machine"))
+    if not args.quiet:
+        print(text)
+
+
+def _report_errors(checks, results=None):
+    seen = set()
+    for c in checks:
+        if c.status in ("error",) and c.reasons:
+            msg = f"styleport: error: {c.name}: {c.reasons[0]}"
+            if msg not in seen:
+                print(msg, file=sys.stderr)
+                seen.add(msg)
+        elif c.status == "skipped":
+            print(f"styleport: skipped: {c.name}: {c.reasons[0] if c.reasons else ''}", file=sys.stderr)
+    for r in results or []:
+        if r["status"] == "error":
+            msg = f"styleport: error: {r['model']}/{r['format']}/{r['precision']}@{r['runtime']}: {r['error']}"
+            if msg not in seen:
+                print(msg, file=sys.stderr)
+                seen.add(msg)
+
+
+def cmd_bench(args) -> int:
+    from styleport.reports.json_report import BENCH_KIND, BENCH_SCHEMA
+    from styleport.runtime import harness as H
+    from styleport.runtime.machine import machine_info
+    for name in ("warmup_runs", "num_runs"):
+        if getattr(args, name) < 0 or (name == "num_runs" and args.num_runs < 1):
+            raise BadInput(f"--{name} must be >= {1 if name == 'num_runs' else 0}")
+    if args.min_seconds < 0 or args.max_seconds <= 0:
+        raise BadInput("--min_seconds must be >= 0 and --max_seconds > 0")
+    opts = _options(args, H.BenchOptions)
+    opts.warmup_runs, opts.num_runs = args.warmup_runs, args.num_runs
+    opts.min_seconds, opts.max_seconds = args.min_seconds, args.max_seconds
+    opts.parity = not args.no_parity
+    arts = H.collect(args.targets, args.checkpoint, verify=not args.no_verify)
+    t0 = time.perf_counter()
+    progress = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    results, checks = H.bench(arts, opts, progress)
+    doc = {"schema": BENCH_SCHEMA, "kind": BENCH_KIND, "machine": machine_info(),
+           "settings": {"warmup_runs": opts.warmup_runs, "num_runs": opts.num_runs,
+                        "min_seconds": opts.min_seconds, "threads": opts.threads, "xnnpack": opts.xnnpack,
+                        "seed": opts.seed, "inputs": "given" if opts.given else "seeded random",
+                        "psnr_peak": 1.0},
+           "results": results, "checks": [c.to_dict() for c in checks],
+           "elapsed_s": time.perf_counter() - t0}
+    doc["exit_code"] = code = H.exit_code(checks, results)
+    _write_outputs(args, doc, checks, results, title="styleport bench")
+    _report_errors(checks, results)
+    if code == 3 and not any(r["status"] == "error" for r in results):
+        print("styleport: error: nothing could run here (every runtime was skipped)", file=sys.stderr)
+    return code
+
+
+def cmd_parity(args) -> int:
+    from styleport.reports.json_report import PARITY_KIND, BENCH_SCHEMA
+    from styleport.runtime import harness as H
+    from styleport.runtime.machine import machine_info
+    modes = sum(bool(x) for x in (args.bundle, args.reference or args.candidate, args.layerwise))
+    if modes != 1:
+        raise BadInput("give one of: BUNDLE, --reference A --candidate B, or --layerwise A B")
+    opts = _options(args, H.Options)
+    t0 = time.perf_counter()
+    if args.layerwise:
+        return _layerwise(args, opts)
+    if args.bundle:
+        arts = H.collect([args.bundle], args.checkpoint)
+        if any(a.bundle is None for a in arts):
+            raise BadInput(f"{args.bundle} is not a bundle; for two files use --reference A --candidate B")
+        checks, info = H.bundle_parity(arts, opts)
+    else:
+        if not (args.reference and args.candidate):
+            raise BadInput("--reference and --candidate go together")
+        checks, info = H.pair_parity(args.reference, args.candidate, opts)
+    doc = {"schema": BENCH_SCHEMA, "kind": PARITY_KIND, "machine": machine_info(), **info,
+           "inputs": "given" if opts.given else f"seeded random (seed {opts.seed})", "psnr_peak": 1.0,
+           "checks": [c.to_dict() for c in checks], "elapsed_s": time.perf_counter() - t0}
+    doc["exit_code"] = code = H.exit_code(checks)
+    if info.get("reference_reason"):
+        print(f"styleport: note: {info['reference_reason']}", file=sys.stderr)
+    _write_outputs(args, doc, checks, None, title="styleport parity")
+    _report_errors(checks)
+    return code
+
+
+def _layerwise(args, opts) -> int:
+    from styleport.reports.json_report import write_json
+    from styleport.runtime.layerwise import layerwise, render
+    a, b = args.layerwise
+    for p in (a, b):
+        from pathlib import Path
+        if not Path(p).is_file():
+            raise BadInput(f"model not found: {p}")
+    doc = layerwise(a, b, opts.size or (64, 64), opts.given, opts.seed, args.layer_tol, opts.threads)
+    doc["kind"] = "styleport-layerwise"
+    if args.json:
+        write_json(doc, args.json)
+    if not args.quiet:
+        print(render(doc))
+    return 1 if doc["first_failing"] is not None else 0
 
 
 def add_parsers(sub, common) -> None:
-    return None
+    b = sub.add_parser("bench", help="latency, load time, memory and parity of bundles or model files",
+                       description="Benchmark each artefact in each runtime, one fresh process per run "
+                                   "(peak RSS per runner), with parity against the PyTorch reference when "
+                                   "the bundle's checkpoint is found. Exit: 0 ok, 1 parity failed, 2 bad "
+                                   "input, 3 a runtime failed.")
+    b.add_argument("targets", nargs="+", metavar="TARGET", help="bundle folder or .onnx/.tflite/.mlpackage")
+    b.add_argument("--warmup_runs", "--warmup-runs", type=int, default=1, help="untimed runs after the first (1)")
+    b.add_argument("--num_runs", "--num-runs", type=int, default=50, help="timed runs, at least (50)")
+    b.add_argument("--min_seconds", "--min-seconds", type=float, default=0.0,
+                   help="keep timing at least this long (0)")
+    b.add_argument("--max_seconds", "--max-seconds", type=float, default=150.0,
+                   help="stop timing after this long (150)")
+    b.add_argument("--no-parity", action="store_true", help="timings only")
+    b.add_argument("--no-verify", action="store_true", help="skip the manifest's sha256 checks")
+    _common(b)
+    b.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("parity", help="numeric parity: bundle vs PyTorch, file vs file, or layer by layer",
+                       description="Compare outputs against a reference: a bundle against its PyTorch "
+                                   "checkpoint (bottleneck, transformer and chained pipeline apart), two files "
+                                   "with the same I/O, or two versions of one network layer by layer. "
+                                   "PSNR uses peak 1.0 on [0,1] images. Exit: 0 pass, 1 fail, 2 bad input, "
+                                   "3 a runtime failed.")
+    p.add_argument("bundle", nargs="?", metavar="BUNDLE", help="bundle folder (manifest.json)")
+    p.add_argument("--reference", metavar="A", help="reference model file")
+    p.add_argument("--candidate", metavar="B", help="candidate model file (same inputs as A)")
+    p.add_argument("--layerwise", nargs=2, metavar=("A", "B"),
+                   help="first layer where B drifts from A (ONNX vs ONNX, ONNX vs TFLite)")
+    p.add_argument("--layer-tol", type=float, default=1e-3,
+                   help="layer-wise: fail when max_abs / max|ref| exceeds this (default 1e-3)")
+    _common(p)
+    p.set_defaults(func=cmd_parity)

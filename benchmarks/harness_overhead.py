@@ -1,0 +1,160 @@
+"""Harness overhead: the runner + timing loop of `styleport bench` against a bare loop on the same
+model, in the same process, interleaved run by run (A B, B A, ...) so machine noise hits both alike.
+
+    python benchmarks/harness_overhead.py [--size 256] [--rounds 8] [--runs 10] [--threads 2] [--json F]
+
+ONNX Runtime: bare `InferenceSession.run(None, feeds)` vs OrtRunner.run inside latency.measure.
+LiteRT: bare `Interpreter.invoke()` (inputs set once) vs LiteRTRunner.run (set_tensor + invoke +
+get_tensor every run) inside latency.measure. Models: the magenta-mobile transformer (random weights,
+width 1) exported to ONNX at --size; for LiteRT Google's f16 transfer network (384²) when
+../shared/data/magenta is present, else the same transformer converted with litert-torch.
+Goal: harness median within 2% of the bare median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from styleport.runtime.adapt import IOPlan  # noqa: E402
+from styleport.runtime.latency import measure  # noqa: E402
+from styleport.runtime.registry import make_runner  # noqa: E402
+
+MAGENTA = ROOT.parent / "shared" / "data" / "magenta" / "style_transfer_f16_384.tflite"
+
+
+def build_models(folder: Path, size: int, want_tflite: bool):
+    import torch
+
+    from styleport.models.presets import build, default_config
+    from styleport.runtime.tiny import _wrap_nhwc, export_onnx, export_tflite
+    torch.manual_seed(0)
+    model = build(default_config("magenta-mobile", width=1.0)).eval()
+    c, b = torch.rand(1, 3, size, size), torch.rand(1, 100, 1, 1)
+    onnx_path = export_onnx(model.transformer, (c, b), ["content_image", "style_bottleneck"], ["stylized_image"],
+                            folder / "transformer.onnx")
+    tfl = None
+    if want_tflite:
+        tfl = export_tflite(_wrap_nhwc(model.transformer, "transformer"),
+                            {"content_image": c.permute(0, 2, 3, 1).contiguous(),
+                             "style_bottleneck": b.permute(0, 2, 3, 1).contiguous()}, folder / "transformer.tflite")
+    return onnx_path, tfl
+
+
+def interleave(bare, harness, rounds: int, runs: int):
+    """Alternate single runs (A B, B A, ...) so both loops see the same machine noise; each harness
+    sample still comes from latency.measure (its own loop and clock calls)."""
+    a, h = [], []
+    for i in range(rounds * runs):
+        if i % 2 == 0:
+            a += bare(1)
+            h += harness(1)
+        else:
+            h += harness(1)
+            a += bare(1)
+    return a, h
+
+
+def summary(name, a, h):
+    ma, mh = statistics.median(a), statistics.median(h)
+    paired = statistics.median(y / x for x, y in zip(a, h))
+    return {"model": name, "bare_median_ms": ma * 1e3, "harness_median_ms": mh * 1e3,
+            "overhead_pct": (mh - ma) / ma * 100.0, "paired_median_ratio_pct": (paired - 1) * 100.0,
+            "samples": len(a), "bare_min_ms": min(a) * 1e3, "harness_min_ms": min(h) * 1e3}
+
+
+def bench_ort(path: Path, threads: int, size: int, rounds: int, runs: int):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    runner = make_runner("onnxruntime", path, threads=threads).open()
+    plan = IOPlan(runner.input_specs(), runner.output_specs(), (size, size))
+    feeds = plan.feeds(plan.canonical_feeds(seed=0))
+    for _ in range(3):
+        sess.run(None, feeds)
+        runner.run(feeds)
+
+    def bare(n):
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            out.append(time.perf_counter() - t0)
+        return out
+
+    def harness(n):
+        return measure(runner.run, feeds, warmup_runs=0, num_runs=n)[1]
+
+    a, h = interleave(bare, harness, rounds, runs)
+    runner.close()
+    return summary(f"onnxruntime {path.name} {size}x{size}", a, h)
+
+
+def bench_litert(path: Path, threads: int, rounds: int, runs: int):
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    runner = make_runner("litert", path, threads=threads).open()
+    plan = IOPlan(runner.input_specs(), runner.output_specs(), (256, 256))
+    feeds = plan.feeds(plan.canonical_feeds(seed=0))
+    for d, arr in zip(it.get_input_details(), feeds.values()):
+        it.set_tensor(d["index"], arr)
+    for _ in range(2):
+        it.invoke()
+        runner.run(feeds)
+
+    def bare(n):
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            it.invoke()
+            out.append(time.perf_counter() - t0)
+        return out
+
+    def harness(n):
+        return measure(runner.run, feeds, warmup_runs=0, num_runs=n)[1]
+
+    a, h = interleave(bare, harness, rounds, runs)
+    runner.close()
+    return summary(f"litert {path.name} {plan.input_size()[0]}x{plan.input_size()[1]}", a, h)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="write the figures here")
+    args = p.parse_args(argv)
+    from styleport.runtime.machine import machine_info
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path, tfl = build_models(Path(tmp), args.size, want_tflite=not MAGENTA.exists())
+        rows = [bench_ort(onnx_path, args.threads, args.size, args.rounds, args.runs),
+                bench_litert(MAGENTA if MAGENTA.exists() else tfl, args.threads, args.rounds, args.runs)]
+    doc = {"machine": machine_info(), "threads": args.threads, "rounds": args.rounds, "runs": args.runs,
+           "results": rows}
+    for r in rows:
+        ok = "within 2%" if abs(r["overhead_pct"]) <= 2.0 else "OVER 2%"
+        print(f"{r['model']}: bare median {r['bare_median_ms']:.2f} ms, harness median "
+              f"{r['harness_median_ms']:.2f} ms, overhead {r['overhead_pct']:+.2f}% ({ok}; paired "
+              f"{r['paired_median_ratio_pct']:+.2f}%; "
+              f"{r['samples']} samples each)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+    return 0 if all(abs(r["overhead_pct"]) <= 2.0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

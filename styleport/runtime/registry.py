@@ -1,0 +1,103 @@
+"""Which runner opens which format. Runners are imported lazily, so a missing runtime package only
+matters when a model of its format is run.
+
+    RUNTIMES   name -> (module, class, formats)
+    register_runner("coreml-mil", "styleport.runtime.coreml_mil:CoreMLMILRunner", ("coreml",))
+
+Hook for the CoreML reference interpreter: ``styleport/runtime/coreml_mil.py`` (owned elsewhere)
+is already listed as ``coreml-mil``; it defines ``CoreMLMilRunner(Runner)`` (any Runner subclass whose
+``runtime`` is "coreml-mil" is found too). Until the
+module exists, asking for it gives a clear RuntimeSkipped reason. Other runners can be added at run
+time with :func:`register_runner` (e.g. from a plugin's import).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from styleport.errors import BadInput
+from styleport.runtime.base import Runner, RuntimeSkipped
+
+RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "onnxruntime": ("styleport.runtime.onnx_runner", "OrtRunner", ("onnx",)),
+    "litert": ("styleport.runtime.litert_runner", "LiteRTRunner", ("tflite",)),
+    "coreml": ("styleport.runtime.coreml_runner", "CoreMLRunner", ("coreml",)),
+    "coreml-mil": ("styleport.runtime.coreml_mil", "CoreMLMilRunner", ("coreml",)),
+    "torch": ("styleport.runtime.torch_runner", "TorchRunner", ("pytorch",)),
+}
+
+# Runtimes tried for a format when --runtimes is not given, in order.
+DEFAULTS: dict[str, list[str]] = {
+    "onnx": ["onnxruntime"],
+    "tflite": ["litert"],
+    "coreml": ["coreml", "coreml-mil"],
+    "pytorch": ["torch"],
+}
+
+ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "tflite": "litert", "ai-edge-litert": "litert",
+           "pytorch": "torch", "mil": "coreml-mil"}
+
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+
+
+def register_runner(name: str, target: str | type, formats: tuple[str, ...], default: bool = True) -> None:
+    """Add or replace a runtime. ``target`` is a Runner subclass or "module:Class"."""
+    if isinstance(target, str):
+        module, _, cls = target.partition(":")
+    else:
+        module, cls = target.__module__, target.__qualname__
+        _CLASSES[name] = target
+    RUNTIMES[name] = (module, cls, tuple(formats))
+    if default:
+        for f in formats:
+            DEFAULTS.setdefault(f, [])
+            if name not in DEFAULTS[f]:
+                DEFAULTS[f].append(name)
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def canonical_name(name: str) -> str:
+    name = name.strip().lower()
+    name = ALIASES.get(name, name)
+    if name not in RUNTIMES:
+        raise BadInput(f"unknown runtime {name!r} (choose from {', '.join(RUNTIMES)})")
+    return name
+
+
+def runner_class(name: str) -> type[Runner]:
+    name = canonical_name(name)
+    if name in _CLASSES:
+        return _CLASSES[name]
+    module, cls, _ = RUNTIMES[name]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            raise RuntimeSkipped(f"runtime {name!r} is not part of this build (module {module} missing)") from None
+        raise
+    klass = getattr(mod, cls, None)
+    if klass is None:  # any Runner subclass of the module that says it is this runtime
+        klass = next((v for v in vars(mod).values() if isinstance(v, type) and issubclass(v, Runner)
+                      and v is not Runner and getattr(v, "runtime", None) == name), None)
+    if klass is None:
+        raise RuntimeSkipped(f"runtime {name!r}: {module} defines no {cls}")
+    _CLASSES[name] = klass
+    return klass
+
+
+def make_runner(name: str, path, threads: int | None = None, **options) -> Runner:
+    return runner_class(name)(path, threads=threads, **options)
+
+
+def runtimes_for(fmt: str, wanted: list[str] | None = None) -> list[str]:
+    """Runtimes to use for a format: the defaults, or those of ``wanted`` that open it."""
+    if wanted is None:
+        return list(DEFAULTS.get(fmt, []))
+    return [w for w in wanted if fmt in RUNTIMES[w][2]]
+
+
+def format_of(path) -> str | None:
+    from pathlib import Path
+    return FORMAT_OF_SUFFIX.get(Path(path).suffix.lower())
