@@ -56,6 +56,38 @@ def cmd_gatys(args) -> int:
     return 0
 
 
+def cmd_stylize(args) -> int:
+    from styleport.images import load_image, save_image
+    from styleport.stylize import BundleStylizer, stylize_torch
+
+    if args.bundle and args.checkpoint:
+        raise StyleportError("give --bundle or --checkpoint, not both")
+    content = load_image(args.content)
+    style = load_image(args.style) if args.style else None
+    if args.bundle:
+        st = BundleStylizer(args.bundle, args.runtime, args.precision, args.threads)
+        try:
+            out = st(content, style, args.strength, args.style_index, args.style_weights, args.max_size)
+        finally:
+            st.close()
+        source = f"{args.bundle} ({st.runtime}, {args.precision})"
+    else:
+        if args.checkpoint:
+            from styleport.models.checkpoint import load_checkpoint
+            model, _ = load_checkpoint(args.checkpoint)
+            source = args.checkpoint
+        else:
+            from styleport.models.default import load_default
+            model, _ = load_default()
+            source = "embedded default model (PyTorch)"
+        out = stylize_torch(model, content, style, args.strength, args.style_size, args.max_size,
+                            args.style_index, args.style_weights)
+    from styleport.images import pil_to_tensor
+    save_image(pil_to_tensor(out), args.output)
+    print(f"wrote {args.output} ({out.width}x{out.height}) with {source}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from pathlib import Path
 
@@ -88,6 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_loss_net(g)
     g.set_defaults(func=cmd_gatys)
+
+    st = sub.add_parser("stylize", help="stylise one image with a checkpoint, a bundle or the default model",
+                        description="Stylise CONTENT (any size; the output keeps its size and aspect ratio). "
+                                    "Without --bundle or --checkpoint the embedded default model is used.")
+    st.add_argument("--content", required=True, metavar="IMG", help="content image")
+    st.add_argument("--style", metavar="IMG", help="style image (arbitrary-style models)")
+    st.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image")
+    st.add_argument("--bundle", metavar="DIR", help="exported bundle to run")
+    st.add_argument("--runtime", default="onnxruntime", help="with --bundle: onnxruntime, litert, coreml, "
+                                                             "coreml-mil (default onnxruntime)")
+    st.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"), help="with --bundle")
+    st.add_argument("--checkpoint", metavar="CKPT", help="checkpoint folder (PyTorch)")
+    st.add_argument("--strength", type=float, default=1.0, help="style strength in [0, 1] (default 1)")
+    st.add_argument("--style-index", type=int, default=None, help="dumoulin: which style (default 0)")
+    st.add_argument("--style-weights", default=None, help="dumoulin: comma list blending the styles")
+    st.add_argument("--style-size", type=int, default=256, help="style image size, PyTorch path (default 256)")
+    st.add_argument("--max-size", type=int, default=1024,
+                    help="cap on the long side when the model runs at the content's own size (default 1024)")
+    st.add_argument("--threads", type=int, default=None, help="runtime threads (with --bundle)")
+    st.set_defaults(func=cmd_stylize)
 
     d = sub.add_parser("demo", help="the main job, offline: stylise the project's sample images",
                        description="Run the end-to-end demo on images the project makes itself.")
