@@ -128,6 +128,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     _clean_stale(parent, out.name)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}.", dir=parent))
+        _umask_mode(tmp)  # mkdtemp makes 0700; a finished folder follows the umask like any other
     except OSError as e:
         raise BadInput(f"cannot write in {parent}: {e.strerror or e}") from None
 
@@ -175,9 +176,22 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
                 details = make_variant(fmt, prec, base, path, module=module, sample=sample, inputs=inputs,
                                        outputs=outputs, network=net, model=model, calibration=calibration)
             details["seconds"] = round(time.perf_counter() - t0, 2)
+            # --- quantization variants (issue #5): extra artefacts of one precision, keyed by "variant"
+            extra = details.pop("variants", [])
+            # --- end quantization variants
             artifacts.append({"model": net, "format": fmt, "precision": prec, "path": rel,
                               "bytes": size_path(path), "sha256": sha256_path(path),
                               "inputs": inputs, "outputs": outputs, "details": details})
+            # --- quantization variants (issue #5)
+            for v in extra:
+                vrel = Path(v["path"]).relative_to(tmp).as_posix()
+                artifacts.append({"model": net, "format": fmt, "precision": prec, "variant": v["variant"],
+                                  "path": vrel, "bytes": size_path(v["path"]), "sha256": sha256_path(v["path"]),
+                                  "inputs": inputs, "outputs": outputs, "details": v["details"]})
+        if any(p != "fp32" for p in precisions):
+            from styleport.quantization.report import write_quality_report
+            write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
+            # --- end quantization variants
         shutil.rmtree(tmp / "_work", ignore_errors=True)
         manifest = {
             "schema": SCHEMA, "kind": KIND, "created_by": f"styleport {__version__}",
@@ -247,3 +261,9 @@ def preprocessing(model, size, style_size, dynamic) -> dict:
 
 FORMATS_ALL = FORMATS
 PRECISIONS_ALL = PRECISIONS
+
+
+def _umask_mode(path: Path) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)

@@ -46,6 +46,7 @@ def save_checkpoint(model: torch.nn.Module, config: dict, path: str | os.PathLik
         doc.update(extra)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+        _umask_mode(tmp)  # mkdtemp makes 0700; a finished folder follows the umask like any other
     except OSError as e:
         raise BadInput(f"cannot write in {parent}: {e.strerror or e}") from None
     try:
@@ -113,3 +114,9 @@ def load_checkpoint(path: str | os.PathLike, eval_mode: bool = True) -> tuple[to
     if eval_mode:
         model.eval()
     return model, doc
+
+
+def _umask_mode(path: Path) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)
