@@ -92,7 +92,12 @@ def cmd_demo(args) -> int:
     from pathlib import Path
 
     from styleport.demo import run_demo
-    return run_demo(Path(args.out), quick=args.quick)
+    from styleport.export.bundle import parse_list
+    from styleport.manifest import FORMATS, PRECISIONS
+    return run_demo(Path(args.out), quick=args.quick, checkpoint=args.checkpoint,
+                    formats=parse_list(args.formats, FORMATS, "format"),
+                    precisions=parse_list(args.precisions, PRECISIONS, "precision"),
+                    num_runs=args.num_runs, threads=args.threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,10 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--threads", type=int, default=None, help="runtime threads (with --bundle)")
     st.set_defaults(func=cmd_stylize)
 
-    d = sub.add_parser("demo", help="the main job, offline: stylise the project's sample images",
-                       description="Run the end-to-end demo on images the project makes itself.")
+    d = sub.add_parser("demo", help="the main job, offline: stylise, export, check parity and latency, report",
+                       description="End to end on the embedded default model: stylise sample images, export "
+                                   "ONNX/TFLite/CoreML at fp32/fp16/int8, run parity and latency for every "
+                                   "artefact that can run here, write report.html, report.json and junit.xml.")
     d.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
-    d.add_argument("--quick", action="store_true", help="reduced sizes and steps (used by the tests)")
+    d.add_argument("--quick", action="store_true", help="reduced sizes and runs (used by the tests)")
+    d.add_argument("--checkpoint", metavar="CKPT", help="use this arbitrary-style checkpoint instead of the default")
+    d.add_argument("--formats", default="onnx,tflite,coreml", help="formats to export (default all three)")
+    d.add_argument("--precisions", default="fp32,fp16,int8", help="precisions to export (default fp32,fp16,int8)")
+    d.add_argument("--num_runs", type=int, default=None, help="timed runs per artefact (default 10; quick 3)")
+    d.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
     d.set_defaults(func=cmd_demo)
 
     import types

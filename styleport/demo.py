@@ -1,51 +1,188 @@
-"""``styleport demo``: what a new user runs first (``make demo``). Offline, on images made here.
+"""``styleport demo`` (``make demo``): the whole toolkit end to end, offline, on the embedded model.
 
-Current scope: Gatys stylisation of the procedural sample scene with each sample style, using the
-seeded random-feature VGG16 loss network (no ImageNet file is assumed on a fresh machine).
+1. load the embedded default ``magenta-mobile`` model (styleport/assets, see MODEL_CARD.md);
+2. stylise sample images (the project's procedural scene and scikit-image's own sample photos;
+   ../shared/data paintings when that folder exists) with several styles at two strengths;
+3. export ONNX, TFLite and CoreML at fp32, fp16 and int8 (int8 calibrated on the demo's images);
+4. run parity (against PyTorch) and latency for every artefact that can run here (CoreML through
+   the coreml-mil reference interpreter on Linux);
+5. write report.html (self-contained), report.json and junit.xml, and print a summary.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 from styleport.errors import BadInput
 
+SHARED_STYLES = ("starry_night.jpg", "the_scream.jpg", "wave.jpg")
 
-def run_demo(out: Path, quick: bool = False) -> int:
-    from styleport.images import pil_to_tensor, save_image
-    from styleport.models.vgg import build_vgg
-    from styleport.samples import STYLES, content_scene, style_pattern
-    from styleport.training.gatys import stylize
 
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", file=sys.stderr, flush=True)
+
+
+def sample_sets(quick: bool, shared: Path | None = None) -> tuple[dict, dict]:
+    """(contents, styles): name -> PIL image. Procedural + scikit-image samples (+ shared paintings)."""
+    import numpy as np
+    import skimage.data
+
+    from styleport.samples import content_scene, style_pattern
+
+    contents = {"scene": content_scene(384)}
+    for name in (("astronaut",) if quick else ("astronaut", "chelsea", "coffee")):
+        contents[name] = Image.fromarray(np.asarray(getattr(skimage.data, name)()))
+    styles = {name: style_pattern(name, 384) for name in (("swirl", "waves") if quick else
+                                                          ("swirl", "waves", "mosaic"))}
+    shared = shared if shared is not None else Path(__file__).resolve().parents[2] / "shared" / "data"
+    sdir = shared / "images" / "style"
+    if sdir.is_dir():
+        from styleport.images import load_image
+        for f in SHARED_STYLES[: 1 if quick else 3]:
+            if (sdir / f).is_file():
+                styles[Path(f).stem] = load_image(sdir / f)
+    return contents, styles
+
+
+def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None, formats=("onnx", "tflite", "coreml"),
+             precisions=("fp32", "fp16", "int8"), num_runs: int | None = None, threads: int = 2) -> int:
+    from styleport.export.bundle import export_bundle
+    from styleport.images import pil_to_tensor
+    from styleport.reports.demo_report import write_demo_report
+    from styleport.runtime.harness import BenchOptions, Options, bench, bundle_parity, collect, exit_code
+    from styleport.runtime.machine import machine_info
+    from styleport.stylize import BundleStylizer, stylize_torch
+
+    t_start = time.perf_counter()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BadInput(f"cannot create output folder {out}: {e.strerror or e}") from None
-    size, steps = (64, 10) if quick else (192, 60)
-    styles = STYLES[:2] if quick else STYLES
-    print(f"styleport demo: Gatys stylisation at {size}px, {steps} L-BFGS steps, styles: {', '.join(styles)}",
-          file=sys.stderr)
-    vgg = build_vgg("random")
-    content_img = content_scene(size)
-    content_img.save(out / "content.png")
-    content = pil_to_tensor(content_img)
-    rows = []
-    for name in styles:
-        style_img = style_pattern(name, size)
-        style_img.save(out / f"style_{name}.png")
-        t0 = time.perf_counter()
-        res = stylize(content, pil_to_tensor(style_img), vgg, steps=steps)
-        save_image(res.image, out / f"gatys_{name}.png")
-        rows.append({"style": name, "loss_start": res.losses[0], "loss_end": res.losses[-1],
-                     "seconds": round(time.perf_counter() - t0, 2), "output": f"gatys_{name}.png"})
-    (out / "report.json").write_text(json.dumps({"schema": 1, "kind": "gatys-demo", "size": size,
-                                                 "steps": steps, "loss_net": vgg.source, "results": rows},
-                                                indent=2) + "\n")
-    print(f"\n{'style':10} {'loss start':>12} {'loss end':>12} {'seconds':>8}")
-    for r in rows:
-        print(f"{r['style']:10} {r['loss_start']:12.4g} {r['loss_end']:12.4g} {r['seconds']:8.1f}")
-    print(f"\nwrote {out}/ (content.png, style_*.png, gatys_*.png, report.json)")
-    return 0
+    size = 128 if quick else 384
+    style_size = 128 if quick else 256
+    runs = num_runs or (3 if quick else 10)
+
+    # 1. model
+    if checkpoint:
+        from styleport.models.checkpoint import load_checkpoint
+        model, doc = load_checkpoint(checkpoint)
+        ckpt = Path(checkpoint)
+        model_name = f"checkpoint {ckpt}"
+    else:
+        from styleport.models.checkpoint import save_checkpoint
+        from styleport.models.default import load_default
+        model, doc = load_default()
+        ckpt = save_checkpoint(model, doc["model"], out / "default-model", extra={"note": "embedded default"})
+        model_name = "embedded default (magenta-mobile, distilled; see styleport/assets/MODEL_CARD.md)"
+    if getattr(model, "kind", "") != "arbitrary":
+        raise BadInput("the demo needs an arbitrary-style checkpoint (magenta-mobile or ghiasi)")
+    _say(f"model: {model_name}")
+
+    # 2. stylise samples in PyTorch
+    contents, styles = sample_sets(quick)
+    sdir = out / "samples"
+    for sub in ("content", "style"):
+        (sdir / sub).mkdir(parents=True, exist_ok=True)
+    for n, im in contents.items():
+        im.save(sdir / "content" / f"{n}.png")
+    for n, im in styles.items():
+        im.convert("RGB").save(sdir / "style" / f"{n}.png")
+    gallery = []
+    stdir = out / "stylized"
+    stdir.mkdir(exist_ok=True)
+    strengths = (1.0, 0.5)
+    from tqdm import tqdm
+    pairs = [(c, s, k) for c in contents for s in styles for k in strengths]
+    for c, s, k in tqdm(pairs, desc="[demo] stylise (PyTorch)", unit="image", disable=None):
+        img = stylize_torch(model, contents[c], styles[s], k, style_size, max_size=512 if not quick else 192)
+        name = f"{c}__{s}__{int(k * 100)}.png"
+        img.save(stdir / name)
+        gallery.append({"content": c, "style": s, "strength": k, "file": f"stylized/{name}"})
+    _say(f"stylised {len(gallery)} images ({len(contents)} contents x {len(styles)} styles x strengths "
+          f"{', '.join(str(k) for k in strengths)}) -> {stdir}")
+
+    # 3. export
+    bundle = out / "bundle"
+    _say(f"exporting {', '.join(formats)} x {', '.join(precisions)} at {size}px (style {style_size}px)")
+    t0 = time.perf_counter()
+    manifest = export_bundle(ckpt, bundle, formats, precisions, size=size, style_size=style_size, force=True,
+                             calibration={"content": str(sdir / "content"), "style": str(sdir / "style"),
+                                          "count": None, "synthetic": False})
+    export_s = time.perf_counter() - t0
+    _say(f"exported {len(manifest['artifacts'])} artefacts in {export_s:.0f} s -> {bundle}")
+
+    # 4. parity and latency (real content and style images as inputs)
+    first_c, first_s = next(iter(contents)), next(iter(styles))
+    from styleport.images import prepare
+    given = {"content_image": pil_to_tensor(contents[first_c].resize((size, size), Image.Resampling.BICUBIC)).numpy(),
+             "style_image": pil_to_tensor(prepare(styles[first_s], style_size, crop=True)).numpy()}
+    arts = collect([str(bundle)], str(ckpt))
+    _say("parity against PyTorch for every artefact (CoreML via the coreml-mil reference interpreter on Linux)")
+    checks, pinfo = bundle_parity(arts, Options(threads=threads, given=given))
+    # coreml-mil is a numpy reference interpreter: its timing says nothing about Core ML, so it is not
+    # benchmarked (real Core ML is, on macOS).
+    timed = ["onnxruntime", "litert", "coreml", "torch"]
+    _say(f"latency: {runs} runs after warmup, {threads} threads, one worker process per artefact "
+         f"({', '.join(timed)}; coreml-mil is not timed)")
+    results, bchecks = bench(arts, BenchOptions(runtimes=timed, threads=threads, given=given, warmup_runs=1,
+                                                num_runs=runs, parity=False))
+
+    # per-runtime outputs of one pair, for the side-by-side gallery and error heatmaps
+    compare = []
+    ref_img = stylize_torch(model, contents[first_c].resize((size, size), Image.Resampling.BICUBIC),
+                            styles[first_s], 1.0, style_size)
+    ref_img.save(out / "reference_torch.png")
+    from styleport.runtime.registry import DEFAULTS
+    for a in manifest["artifacts"]:
+        if a["model"] != "transformer" or a.get("variant"):
+            continue
+        for rt in DEFAULTS.get(a["format"], []):
+            try:
+                st = BundleStylizer(bundle, rt, a["precision"], threads)
+                try:
+                    img = st(contents[first_c].resize((size, size), Image.Resampling.BICUBIC), styles[first_s])
+                finally:
+                    st.close()
+            except Exception as e:  # noqa: BLE001 - a runtime that cannot run here is reported, not fatal
+                compare.append({"format": a["format"], "precision": a["precision"], "runtime": rt,
+                                "error": str(e).splitlines()[0][:200] if str(e) else type(e).__name__})
+                continue
+            fname = f"outputs/{a['format']}_{a['precision']}_{rt}.png"
+            (out / "outputs").mkdir(exist_ok=True)
+            img.save(out / fname)
+            compare.append({"format": a["format"], "precision": a["precision"], "runtime": rt, "file": fname})
+            break
+    all_checks = checks + bchecks
+    code = exit_code(checks, results)
+    doc = {"schema": 1, "kind": "styleport-demo", "model": model_name, "quick": quick,
+           "elapsed_s": round(time.perf_counter() - t_start, 1), "export_s": round(export_s, 1),
+           "machine": machine_info(), "tools": manifest["tools"], "manifest": manifest,
+           "gallery": gallery, "compare": compare, "parity_reference": pinfo,
+           "checks": [c.to_dict() for c in all_checks], "results": results, "exit_code": code,
+           "inputs": {"content": first_c, "style": first_s, "size": size, "style_size": style_size}}
+    write_demo_report(out, doc, all_checks)
+
+    # 5. summary
+    print(f"\n{'artefact':30} {'runtime':12} {'p50 ms':>8} {'MB':>6} {'PSNR dB':>8}  parity")
+    lat = {f"{r['model']}/{r['format']}/{r['precision']}@{r['runtime']}": r for r in results}
+    size_of = {(a["model"], a["format"], a["precision"]): a["bytes"] for a in manifest["artifacts"]}
+    for c in checks:
+        r = lat.get(c.name, {})
+        p50 = (r.get("latency_ms") or {}).get("p50")
+        mb = size_of.get((c.model, c.format, c.precision))
+        psnr = c.summary().get("psnr_db")
+        print(f"{c.model + '/' + c.format + '/' + c.precision:30} {c.runtime[:12]:12} "
+              f"{(f'{p50:.1f}' if p50 else '-'):>8} {(f'{mb / 1e6:.2f}' if mb else ''):>6} "
+              f"{(f'{psnr:.1f}' if psnr else '-'):>8}  {c.status}")
+    n_pass = sum(c.status == "pass" for c in checks)
+    n_fail = sum(c.status == "fail" for c in checks)
+    print(f"\nparity: {n_pass} passed, {n_fail} failed, {len(checks) - n_pass - n_fail} skipped or errored; "
+          f"demo took {doc['elapsed_s']:.0f} s")
+    print(f"report: {out / 'report.html'}  (also report.json, junit.xml)")
+    return 0 if code in (0, 1) else code

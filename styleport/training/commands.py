@@ -23,8 +23,31 @@ def _layers(text: str) -> list:
     return layers
 
 
+def cmd_distill(args) -> int:
+    from styleport.models.presets import default_config
+    from styleport.training.distill import distill
+
+    if args.resume:
+        raise BadInput("--teacher runs cannot --resume (distillation keeps no optimizer state)")
+    if args.preset not in ("ghiasi", "magenta-mobile"):
+        raise BadInput("--teacher distils arbitrary-style presets (ghiasi, magenta-mobile)")
+    if args.vgg_weights or args.loss_net:
+        raise BadInput("--teacher replaces the VGG loss: drop --vgg-weights/--loss-net")
+    info = distill(default_config(args.preset, width=args.width), args.teacher, [args.content], args.style, args.out,
+                   steps=args.steps, batch_size=args.batch_size or 8, image_size=args.image_size,
+                   style_size=args.style_size or args.image_size, lr=args.lr or 2e-3, seed=args.seed,
+                   log_json=args.log_json, progress=not args.no_progress)
+    final = info["train"]["final"]
+    print(f"wrote {args.out}: {args.steps} distillation steps in {info['train']['seconds']:.0f} s, "
+          f"image L1 {final.get('image_l1', float('nan')):.4f}, bottleneck MSE {final.get('bottleneck_mse', float('nan')):.4f}")
+    return 0
+
+
 def cmd_train(args, common) -> int:
     from styleport.training.train import TrainOptions, report, train
+
+    if args.teacher:
+        return cmd_distill(args)
 
     opts = TrainOptions(
         preset=args.preset, content=[args.content], style=args.style, steps=args.steps, out=args.out,
@@ -112,6 +135,10 @@ def add_parsers(sub, common) -> None:
     g.add_argument("--tv-weight", type=float, default=None, help="total variation weight")
     t.add_argument("--norm", choices=("instance", "batch"), default=None, help="johnson only (default instance)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--teacher", metavar="CKPT",
+                   help="distil from this arbitrary-style checkpoint instead of the VGG loss: the student's "
+                        "bottlenecks (MSE) and stylisations (L1) are trained to match the teacher's (--lr "
+                        "default 2e-3, cosine decay; used for the embedded default model)")
     common.add_loss_net(t)
     t.set_defaults(func=lambda a: cmd_train(a, common))
 
