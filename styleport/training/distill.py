@@ -60,6 +60,65 @@ def _crops(images, n, size, g):
     return torch.cat(out)
 
 
+class _SameConvBN(torch.nn.Module):
+    """Training-time stand-in for a folded-BN conv: conv (no bias) -> BatchNorm -> activation."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+        self.bn = torch.nn.BatchNorm2d(conv.out_channels)
+
+    def forward(self, x):
+        relu6, self.conv.relu6 = self.conv.relu6, False
+        try:
+            y = self.conv(x)
+        finally:
+            self.conv.relu6 = relu6
+        y = self.bn(y)
+        return F.relu6(y) if relu6 else y
+
+
+def _fold(conv: torch.nn.Conv2d, bn: torch.nn.BatchNorm2d) -> None:
+    """Fold eval-mode batch norm into the conv's weight and bias (what Google's graphs hold)."""
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+
+
+def add_batch_norm(model) -> list:
+    """magenta-mobile keeps batch norm folded into conv biases; a from-scratch student trains far
+    better with real batch norm. Insert BN after every predictor conv and the transformer's three
+    contract convs; :func:`fold_batch_norm` folds them back. Returns the undo list."""
+    from styleport.models.magenta import SameConv
+    undo = []
+    for name, m in list(model.predictor.named_modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, SameConv):
+                wrapped = _SameConvBN(child)
+                setattr(m, child_name, wrapped)
+                undo.append(("pred", m, child_name, wrapped))
+    net = model.transformer.net
+    for i in (1, 2, 3):
+        if getattr(net, f"in{i}") is None:
+            bn = torch.nn.BatchNorm2d(getattr(net, f"conv{i}").conv2d.out_channels)
+            setattr(net, f"in{i}", bn)
+            undo.append(("trans", net, i, bn))
+    return undo
+
+
+def fold_batch_norm(undo: list) -> None:
+    for kind, parent, key, mod in undo:
+        mod.eval()
+        if kind == "pred":
+            _fold(mod.conv, mod.bn)
+            setattr(parent, key, mod.conv)
+        else:
+            _fold(getattr(parent, f"conv{key}").conv2d, mod)
+            setattr(parent, f"in{key}", None)
+
+
 def distill(student_config: dict, teacher_ckpt, content, style, out, steps: int = 1000, batch_size: int = 8,
             image_size: int = 128, style_size: int = 128, lr: float = 2e-3, seed: int = 0,
             log_json=None, progress: bool = True) -> dict:
@@ -67,9 +126,11 @@ def distill(student_config: dict, teacher_ckpt, content, style, out, steps: int 
     if getattr(teacher, "kind", "") != "arbitrary":
         raise BadInput("a distillation teacher must be an arbitrary-style checkpoint (ghiasi, magenta-mobile)")
     torch.manual_seed(seed)
-    student = build(student_config).train()
+    student = build(student_config)
     if getattr(student, "kind", "") != "arbitrary":
         raise BadInput("distillation trains arbitrary-style students (magenta-mobile, ghiasi)")
+    undo = add_batch_norm(student) if student_config.get("preset") == "magenta-mobile" else []
+    student.train()
     for p in teacher.parameters():
         p.requires_grad_(False)
     contents = _load_set(content, max(image_size * 2, 256), "content")
@@ -94,8 +155,10 @@ def distill(student_config: dict, teacher_ckpt, content, style, out, steps: int 
             tb_content = teacher.predictor(c_small)
             tb = strength * tb_style + (1 - strength) * tb_content
             target = teacher.transformer(c, tb)
-        sb = student.predictor(torch.cat([s, c_small]))
-        loss_pred = F.mse_loss(sb, torch.cat([tb_style, tb_content]))
+        half = max(1, batch_size // 2)
+        sb = student.predictor(torch.cat([s[:half], c_small[:half]]))
+        tb_pred = torch.cat([tb_style[:half], tb_content[:half]])
+        loss_pred = F.mse_loss(sb, tb_pred)
         out_img = student.transformer(c, tb)
         loss_img = F.l1_loss(out_img, target)
         loss = loss_img + 0.1 * loss_pred
@@ -114,6 +177,7 @@ def distill(student_config: dict, teacher_ckpt, content, style, out, steps: int 
     if log:
         log.close()
     student.eval()
+    fold_batch_norm(undo)
     info = {"distilled_from": {"checkpoint": Path(teacher_ckpt).name, "preset": tdoc["model"]["preset"]},
             "train": {"steps": steps, "batch_size": batch_size, "image_size": image_size, "style_size": style_size,
                       "lr": lr, "seed": seed, "seconds": round(time.perf_counter() - t0, 1), "final": last}}
