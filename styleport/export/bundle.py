@@ -125,6 +125,11 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         raise BadInput(f"{out} exists and is not a bundle folder")
     if not os.access(parent, os.W_OK):
         raise BadInput(f"output folder is not writable: {parent}")
+    # --- quantization (issue #5): reject a bad calibration set before converting anything
+    if calibration and "int8" in precisions:
+        from styleport.quantization.calibration import check as check_calibration
+        check_calibration(calibration)
+    # --- end quantization
     _clean_stale(parent, out.name)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}.", dir=parent))
@@ -192,6 +197,11 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
             from styleport.quantization.report import write_quality_report
             write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
             # --- end quantization variants
+        target = (calibration or {}).get("target_psnr")
+        if target is not None:
+            current = ("transformer", "onnx", f"int8 --target-psnr {target}")
+            artifacts.append(_target_psnr(model, tmp, fp32_paths, size, style_size, calibration, float(target),
+                                          opset))
         shutil.rmtree(tmp / "_work", ignore_errors=True)
         manifest = {
             "schema": SCHEMA, "kind": KIND, "created_by": f"styleport {__version__}",
@@ -236,6 +246,30 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         raise ConversionError(f"{what} failed: {type(e).__name__}: {first}{where}") from None
     finally:
         bar.close()
+
+
+def _target_psnr(model, tmp, fp32_paths, size, style_size, calibration, target, opset) -> dict:
+    """``--target-psnr``: the smallest set of float layers that brings the ONNX static int8
+    transformer to the target PSNR; written as variant ``target`` with the curve in sensitivity.json."""
+    import json
+
+    from styleport.export.onnx_export import DEFAULT_OPSET, export_onnx
+    from styleport.quantization import search_target_psnr
+
+    inputs, outputs, sample = io_spec(model, "transformer", "onnx", size, style_size, False)
+    base = fp32_paths.get(("transformer", "onnx"))
+    if base is None:
+        base = tmp / "_work" / "onnx" / "transformer.fp32.onnx"
+        export_onnx(export_module(model, "transformer", "onnx"), sample, inputs, outputs, base, opset or DEFAULT_OPSET)
+    rel = "onnx/transformer.int8.target.onnx"
+    res = search_target_psnr(base, tmp / rel, model=model, network="transformer", inputs=inputs, sample=sample,
+                             calibration=calibration, target_psnr=target, style_size=style_size)
+    (tmp / "sensitivity.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    shutil.rmtree(tmp / "_work", ignore_errors=True)
+    return {"model": "transformer", "format": "onnx", "precision": "int8", "variant": "target",
+            "path": rel, "bytes": size_path(tmp / rel), "sha256": sha256_path(tmp / rel), "inputs": inputs,
+            "outputs": outputs, "details": {"target_psnr_db": target, "report": "sensitivity.json",
+                                            **{k: res[k] for k in ("float_layers", "psnr_db") if k in res}}}
 
 
 def preprocessing(model, size, style_size, dynamic) -> dict:

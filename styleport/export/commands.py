@@ -29,6 +29,15 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--calib-count", type=int, default=None, help="calibration images per set")
     p.add_argument("--calib-synthetic", action="store_true",
                    help="calibrate int8 on the project's procedural images (only when asked)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default=None,
+                   help="ONNX static int8 calibration method (default minmax)")
+    p.add_argument("--eval-content", metavar="DIR", help="held-out content images for the quality report")
+    p.add_argument("--eval-style", metavar="DIR", help="held-out style images for the quality report")
+    p.add_argument("--no-variants", action="store_true",
+                   help="write only the plain artefact of each precision (no static/a16w8/palettize variants)")
+    p.add_argument("--target-psnr", type=float, default=None, metavar="DB",
+                   help="ONNX static int8: keep the fewest layers in float that reach DB on held-out images "
+                        "(adds variant 'target' and sensitivity.json with the size/latency-vs-PSNR curve)")
     p.add_argument("--json", metavar="FILE", help="also write the manifest here")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_export)
@@ -53,6 +62,18 @@ def cmd_export(args) -> int:
     size = (args.height or args.size, args.width_px or args.size)
     calibration = {"content": args.calib_content, "style": args.calib_style, "count": args.calib_count,
                    "synthetic": args.calib_synthetic}
+    if args.calib_method:
+        calibration["method"] = args.calib_method
+    if args.eval_content:
+        calibration["eval_content"] = args.eval_content
+    if args.eval_style:
+        calibration["eval_style"] = args.eval_style
+    if args.no_variants:
+        calibration["variants"] = False
+    if args.target_psnr is not None:
+        if "onnx" not in formats:
+            raise BadInput("--target-psnr works on the ONNX static int8 path: include onnx in --formats")
+        calibration["target_psnr"] = args.target_psnr
     manifest = export_bundle(args.checkpoint, args.out, formats, precisions, size=size, style_size=args.style_size,
                              dynamic=args.dynamic, force=args.force, opset=args.opset,
                              progress=not args.no_progress, calibration=calibration)
@@ -60,12 +81,12 @@ def cmd_export(args) -> int:
         with open(args.json, "w") as f:
             json.dump(manifest, f, indent=2)
     print(f"wrote {args.out}/ in {manifest['export']['seconds']} s")
-    print(f"{'model':12} {'format':7} {'precision':9} {'bytes':>11}  check")
+    print(f"{'model':12} {'format':7} {'precision':9} {'variant':11} {'bytes':>11}  check")
     for a in manifest["artifacts"]:
         chk = a["details"].get("check") or {}
         c = f"max|d| {chk['max_abs_vs_torch']:.2e} ({chk['runtime']})" if chk.get("max_abs_vs_torch") is not None \
             else (chk.get("reason") or "")
-        print(f"{a['model']:12} {a['format']:7} {a['precision']:9} {a['bytes']:>11,}  {c}")
+        print(f"{a['model']:12} {a['format']:7} {a['precision']:9} {a.get('variant', ''):11} {a['bytes']:>11,}  {c}")
     return 0
 
 

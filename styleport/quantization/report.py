@@ -1,0 +1,233 @@
+"""Quality report of a bundle's artefacts against PyTorch fp32: ``quality.json`` + ``quality.md``.
+
+Per artefact: bytes and ratio to the fp32 file of the same network and format, PSNR (peak 1.0, the
+output clipped to [0, 1]) and SSIM (``skimage.metrics.structural_similarity``, data_range 1,
+channel_axis) of the stylised image against the fp32 torch network on **held-out** images, a rough
+latency (median over the held-out runs, 2 threads, measured during export), and which op kinds ran
+quantized / stayed float, counted from the graph.
+
+* transformer artefacts: held-out content + a style input (arbitrary: the fp32 torch predictor's
+  bottleneck of a held-out style image; dumoulin: one-hot rows), output vs the torch transformer.
+* predictor artefacts: the artefact's bottleneck drives the fp32 torch transformer on held-out
+  content; PSNR/SSIM of that image vs the all-fp32 pipeline, plus the bottleneck's SNR.
+* CoreML: run with the numpy MIL interpreter (styleport.runtime.coreml_mil); latency not reported
+  (a reference interpreter, not CoreML).
+
+Held-out images: ``calibration["eval_content"]`` / ``["eval_style"]`` folders when given; else the
+images of the calibration folders that calibration did not sample; else procedural images
+(styleport.samples, seeds 1000+, distinct from ``--calib-synthetic``'s seeds) — the report says which.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MAX_CONTENT = 4
+MAX_STYLE = 2
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """a, b: HWC images in [0, 1]."""
+    from skimage.metrics import structural_similarity
+    return float(structural_similarity(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                       data_range=1.0, channel_axis=2))
+
+
+def held_out(calibration: dict | None, size, style_size: int) -> tuple[list, list, str]:
+    """(content NCHW tensors, style NCHW tensors, description)."""
+    from styleport.images import list_images, load_image
+    from styleport.quantization import calibration as C
+    cal = calibration or {}
+    desc = []
+    sets = {}
+    for what, n_max in (("content", MAX_CONTENT), ("style", MAX_STYLE)):
+        files = []
+        if cal.get(f"eval_{what}"):
+            files = list_images(cal[f"eval_{what}"])[:n_max]
+            desc.append(f"{what}: {len(files)} images of {cal[f'eval_{what}']}")
+        elif cal.get(what):
+            all_files = list_images(cal[what])
+            used = set(C._pick(all_files, None if cal.get("count") is None else min(cal["count"], len(all_files)),
+                               C.DEFAULT_COUNTS[what], what, cal[what]))
+            files = [f for f in all_files if f not in used][:n_max]
+            if files:
+                desc.append(f"{what}: {len(files)} images of {cal[what]} not sampled for calibration")
+        imgs = [load_image(f) for f in files]
+        if not imgs:
+            from styleport import samples
+            if what == "content":
+                imgs = [samples.content_scene(max(size), seed=1000 + i) for i in range(2)]
+            else:
+                imgs = [samples.style_pattern(samples.STYLES[i % len(samples.STYLES)], style_size, seed=1000 + i)
+                        for i in range(2)]
+            desc.append(f"{what}: procedural (styleport.samples, seeds 1000+; no held-out folder images)")
+        sets[what] = ([C.content_tensor(im, size) for im in imgs] if what == "content"
+                      else [C.style_tensor(im, style_size) for im in imgs])
+    return sets["content"], sets["style"], "; ".join(desc)
+
+
+class _Run:
+    """feeds -> first output for one artefact file."""
+
+    def __init__(self, fmt: str, path: Path):
+        self.fmt = fmt
+        if fmt == "onnx":
+            from styleport.quantization.onnx_quant import session
+            s = session(path)
+            self.fn = lambda feeds: s.run(None, feeds)[0]
+            self.runtime = "onnxruntime"
+        elif fmt == "tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            from styleport.export.wrappers import quiet_torch_export
+            with quiet_torch_export():
+                r = Interpreter(model_path=str(path), num_threads=2).get_signature_runner()
+            self.fn = lambda feeds: next(iter(r(**feeds).values()))
+            self.runtime = "ai-edge-litert"
+        else:
+            from styleport.runtime.coreml_mil import CoreMLMilRunner
+            r = CoreMLMilRunner(str(path)).open()
+            self.fn = lambda feeds: next(iter(r.run(feeds).values()))
+            self.runtime = "coreml-mil (numpy reference interpreter)"
+
+    def __call__(self, feeds):
+        return np.asarray(self.fn(feeds), dtype=np.float32)
+
+
+def _to_nchw(a: np.ndarray, layout: str) -> np.ndarray:
+    return a.transpose(0, 3, 1, 2) if layout == "NHWC" else a
+
+
+def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibration=None,
+             fp32_bytes: dict | None = None) -> dict:
+    from styleport.quantization import calibration as C
+    contents, styles, desc = held_out(calibration, size, style_size)
+    kind = getattr(model, "kind", "single")
+    with torch.no_grad():
+        if kind == "arbitrary":
+            seconds = [model.predictor(s).reshape(1, -1) for s in styles]
+        elif kind == "multi":
+            seconds = [torch.eye(model.num_styles)[i % model.num_styles].reshape(1, -1) for i in range(len(styles))]
+        else:
+            seconds = [None] * len(styles)
+        pairs = [(c, i % len(styles)) for i, c in enumerate(contents)]
+
+        def transform(c, s):
+            if kind == "arbitrary":
+                return model.transformer(c, s)
+            if kind == "multi":
+                return model(c, s)
+            return model(c)
+        refs = [transform(c, seconds[j]).numpy() for c, j in pairs]
+    fp32_bytes = dict(fp32_bytes or {})
+    for a in artifacts:
+        if a["precision"] == "fp32" and not a.get("variant"):
+            fp32_bytes.setdefault((a["model"], a["format"]), a["bytes"])
+    rows = []
+    for a in artifacts:
+        row = {k: a.get(k) for k in ("model", "format", "precision", "variant", "path", "bytes")}
+        base = fp32_bytes.get((a["model"], a["format"]))
+        row["ratio_to_fp32"] = round(a["bytes"] / base, 4) if base else None
+        ops = (a.get("details") or {}).get("ops")
+        if ops:
+            row["ops_quantized"] = ops.get("quantized") or ops.get("compressed_weights") or {}
+            row["ops_float"] = ops.get("float", {})
+        try:
+            run = _Run(a["format"], root / a["path"])
+        except Exception as e:  # noqa: BLE001 - report it, do not fail the export over a metric
+            row["note"] = f"not run: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+            rows.append(row)
+            continue
+        row["runtime"] = run.runtime
+        ins = a["inputs"]
+        ps, ss, ts, snrs = [], [], [], []
+        try:
+            for k, ((c, j), ref) in enumerate(zip(pairs, refs)):
+                if a["model"] == "predictor":
+                    feeds = {ins[0]["name"]: C.to_feed(ins[0], styles[j])}
+                    t0 = time.perf_counter()
+                    b = run(feeds)
+                    ts.append(time.perf_counter() - t0)
+                    b = torch.from_numpy(b.reshape(1, -1))
+                    ref_b = seconds[j]
+                    snrs.append(10 * np.log10(float((ref_b ** 2).sum()) / max(float(((b - ref_b) ** 2).sum()), 1e-30)))
+                    with torch.no_grad():
+                        got = model.transformer(c, b).numpy()
+                else:
+                    feeds = {ins[0]["name"]: C.to_feed(ins[0], c)}
+                    if len(ins) > 1 and seconds[j] is not None:
+                        feeds[ins[1]["name"]] = C.to_feed(ins[1], seconds[j])
+                    if k == 0 and run.fmt != "coreml":
+                        run(feeds)  # warm-up
+                    t0 = time.perf_counter()
+                    got = _to_nchw(run(feeds), ins[0]["layout"])
+                    ts.append(time.perf_counter() - t0)
+                got = np.clip(got, 0.0, 1.0)
+                ps.append(psnr(got, ref))
+                ss.append(ssim(got[0].transpose(1, 2, 0), ref[0].transpose(1, 2, 0)))
+        except Exception as e:  # noqa: BLE001
+            row["note"] = f"run failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+            rows.append(row)
+            continue
+        row["psnr_db"] = round(float(np.mean(ps)), 2)
+        row["psnr_min_db"] = round(float(np.min(ps)), 2)
+        row["ssim"] = round(float(np.mean(ss)), 4)
+        if snrs:
+            row["bottleneck_snr_db"] = round(float(np.mean(snrs)), 2)
+        if a["format"] != "coreml":
+            row["latency_ms"] = round(float(np.median(ts)) * 1000, 1)
+        rows.append(row)
+    return {"schema": 1, "reference": "PyTorch fp32 (the checkpoint's network)",
+            "psnr_peak": 1.0, "ssim": "skimage.metrics.structural_similarity(data_range=1, channel_axis=2)",
+            "held_out": desc, "pairs": len(pairs), "size": list(size), "style_size": style_size,
+            "latency": "median of the held-out runs, 2 threads, measured during export (rough)",
+            "results": rows}
+
+
+def markdown(doc: dict) -> str:
+    lines = ["# Quantization quality", "",
+             f"Reference: {doc['reference']}; PSNR peak {doc['psnr_peak']} (outputs clipped to [0,1]); "
+             f"SSIM: {doc['ssim']}.", f"Held-out images: {doc['held_out']} ({doc['pairs']} pairs, "
+             f"content {doc['size'][0]}x{doc['size'][1]}).", f"Latency: {doc['latency']}.", "",
+             "| model | format | precision | variant | bytes | x fp32 | PSNR dB (min) | SSIM | ms | quantized ops | float ops |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---|---|"]
+
+    def ops(d):
+        return ", ".join(f"{k} {v}" for k, v in (d or {}).items()) or "-"
+    for r in doc["results"]:
+        p = f"{r['psnr_db']:.1f} ({r['psnr_min_db']:.1f})" if r.get("psnr_db") is not None else (r.get("note") or "-")
+        if p != "-" and r.get("psnr_db") is not None and not np.isfinite(r["psnr_db"]):
+            p = "exact"
+        lines.append(f"| {r['model']} | {r['format']} | {r['precision']} | {r.get('variant') or ''} | {r['bytes']:,} | "
+                     f"{r['ratio_to_fp32'] if r.get('ratio_to_fp32') is not None else '-'} | {p} | "
+                     f"{r.get('ssim', '-')} | {r.get('latency_ms', '-')} | {ops(r.get('ops_quantized'))} | "
+                     f"{ops(r.get('ops_float'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_quality_report(root, artifacts, model, fp32_paths, size, style_size, calibration=None) -> dict:
+    """Evaluate every artefact of the bundle being written at ``root``; write quality.json/.md; add
+    ``details.quality`` {psnr_db, ssim} to each artefact."""
+    from styleport.manifest import size_path
+    root = Path(root)
+    if isinstance(size, int):
+        size = (size, size)
+    fp32_bytes = {k: size_path(p) for k, p in (fp32_paths or {}).items()}
+    doc = evaluate(artifacts, root, model, size, style_size, calibration, fp32_bytes)
+    for a, r in zip(artifacts, doc["results"]):
+        if r.get("psnr_db") is not None:
+            a.setdefault("details", {})["quality"] = {"psnr_db": r["psnr_db"], "ssim": r["ssim"],
+                                                      "vs": "torch fp32, held-out images (quality.json)"}
+    (root / "quality.json").write_text(json.dumps(doc, indent=2, default=str).replace("Infinity", "null") + "\n")
+    (root / "quality.md").write_text(markdown(doc))
+    return doc
