@@ -113,7 +113,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None, form
     t0 = time.perf_counter()
     manifest = export_bundle(ckpt, bundle, formats, precisions, size=size, style_size=style_size, force=True,
                              calibration={"content": str(sdir / "content"), "style": str(sdir / "style"),
-                                          "count": None, "synthetic": False})
+                                          "count": None, "synthetic": False, "variants": False})
     export_s = time.perf_counter() - t0
     _say(f"exported {len(manifest['artifacts'])} artefacts in {export_s:.0f} s -> {bundle}")
 

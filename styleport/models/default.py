@@ -79,6 +79,7 @@ def pack_checkpoint(ckpt, dest: Path | None = None, card_info: dict | None = Non
     dest.mkdir(parents=True, exist_ok=True)
     packed = pack_state(model.state_dict())
     save_file(packed, str(dest / ASSET))
+    (dest / ASSET).chmod(0o644)
     restored = build(doc["model"]).eval()
     restored.load_state_dict(unpack_state(load_file(str(dest / ASSET))))
     g = torch.Generator().manual_seed(0)
