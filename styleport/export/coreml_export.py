@@ -38,6 +38,7 @@ def export_coreml(module: torch.nn.Module, sample: tuple, inputs: list, outputs:
         ml.short_description = "styleport export"
         path.parent.mkdir(parents=True, exist_ok=True)
         ml.save(str(path))
+    _stable_identifiers(path)
     # Validate the way Linux can: reload the spec without compiling.
     spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     got = [i.name for i in spec.description.input]
@@ -46,3 +47,19 @@ def export_coreml(module: torch.nn.Module, sample: tuple, inputs: list, outputs:
     return {"deployment_target": TARGET, "compute_precision": precision, "flexible_hw": bool(dynamic),
             "spec_version": spec.specificationVersion,
             "prediction": "macOS only (coremltools cannot run ML programs on Linux)"}
+
+
+def _stable_identifiers(package: Path) -> None:
+    """coremltools names the package items with random UUIDs, so two exports of the same model
+    differ. Replace them with UUIDs derived from each item's path: same model, same bytes."""
+    import json
+    import uuid
+    mpath = Path(package) / "Manifest.json"
+    doc = json.loads(mpath.read_text())
+    entries = doc.get("itemInfoEntries", {})
+    remap = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, "styleport:" + e.get("path", old))).upper()
+             for old, e in entries.items()}
+    doc["itemInfoEntries"] = {remap[k]: v for k, v in sorted(entries.items(), key=lambda kv: remap[kv[0]])}
+    if doc.get("rootModelIdentifier") in remap:
+        doc["rootModelIdentifier"] = remap[doc["rootModelIdentifier"]]
+    mpath.write_text(json.dumps(doc, indent=4, sort_keys=True) + "\n")
