@@ -1,0 +1,76 @@
+"""`make bench`: run the benchmark suites (benchmarks/suites/*.py), each in its own process, then
+rewrite benchmarks/RESULTS.md from the JSON in benchmarks/results/.
+
+    .venv/bin/python benchmarks/run.py                 # default set, ~15 min on 2 busy cores
+    .venv/bin/python benchmarks/run.py --full          # + 384²/512² in suite 1, 3 export repeats
+    .venv/bin/python benchmarks/run.py --only roofline,scaling
+    .venv/bin/python benchmarks/run.py --render        # only rewrite RESULTS.md from results/*.json
+    .venv/bin/python benchmarks/run.py --sizes 256,384,512,1024   # suite 1 sizes
+
+Suites: exported_vs_eager, ours_vs_google, roofline, toolkit_cost, scaling. Extra flags after `--`
+go to every suite run (e.g. `-- --runs 20`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+SUITES = ("exported_vs_eager", "ours_vs_google", "roofline", "toolkit_cost", "scaling")
+
+
+def commands(full: bool, sizes: str | None) -> dict:
+    s1 = sizes or ("256,384,512" if full else "256")
+    return {
+        "exported_vs_eager": ["--sizes", s1, "--threads", "1,2", "--runs", "10"],
+        "ours_vs_google": ["--threads", "2", "--runs", "10"],
+        "roofline": ["--runs", "10"],
+        "toolkit_cost": ["--repeats", "3" if full else "1"],
+        "scaling": ["--sizes", "256,384,512,768,1024", "--threads", "1", "--runs", "10"],
+    }
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--only", help="comma-separated suites")
+    ap.add_argument("--sizes", help="suite 1 sizes, e.g. 256,384,512,1024")
+    ap.add_argument("--render", action="store_true", help="only rewrite RESULTS.md")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.render:
+        want = args.only.split(",") if args.only else list(SUITES)
+        cmds = commands(args.full, args.sizes)
+        log_path = RESULTS / "run.json"
+        log = json.loads(log_path.read_text()) if log_path.exists() else {}
+        for name in want:
+            cmd = [sys.executable, str(HERE / "suites" / f"{name}.py")] + cmds[name] + extra
+            shown = " ".join([".venv/bin/python", f"benchmarks/suites/{name}.py"] + cmds[name] + extra)
+            print(f"== {shown}", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            la = [round(x, 2) for x in os.getloadavg()]
+            rc = subprocess.call(cmd, cwd=ROOT)
+            log[name] = {"command": shown, "rc": rc, "seconds": round(time.perf_counter() - t0, 1),
+                         "loadavg_start": la, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            log_path.write_text(json.dumps(log, indent=1) + "\n")
+            print(f"   rc {rc}, {log[name]['seconds']} s", file=sys.stderr, flush=True)
+    from results_md import render  # benchmarks/suites/results_md.py
+    (HERE / "RESULTS.md").write_text(render(RESULTS))
+    print(f"wrote {HERE / 'RESULTS.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE / "suites"))
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Suite 4 - toolkit cost: wall time of the full export matrix (benchmarks/export_cost.py: predictor +
+transformer x onnx,tflite,coreml x fp32,fp16,int8, as `styleport export` makes it) and the runtime
+harness overhead vs a bare runtime loop (benchmarks/harness_overhead.py), both run unchanged as
+subprocesses; their JSON lands in benchmarks/results/ and is summarised in toolkit_cost.json.
+
+    .venv/bin/python benchmarks/suites/toolkit_cost.py [--repeats 1] [--rounds 8] [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from suites.common import RESULTS, ROOT, loadavg, write  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="magenta-mobile")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=10)
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = {"suite": "toolkit_cost"}
+    la = loadavg()
+    ec = [sys.executable, str(ROOT / "benchmarks" / "export_cost.py"), "--preset", args.preset,
+          "--formats", "onnx,tflite,coreml", "--precisions", "fp32,fp16,int8", "--repeats", str(args.repeats),
+          "--out", str(RESULTS / "export_cost.json")]
+    p = subprocess.run(ec, capture_output=True, text=True, cwd=ROOT)
+    doc["export_cost"] = {"command": " ".join(["python"] + ec[1:]).replace(str(ROOT) + "/", ""),
+                          "rc": p.returncode, "loadavg": [la, loadavg()]}
+    if p.returncode == 0:
+        e = json.loads((RESULTS / "export_cost.json").read_text())
+        doc["export_cost"].update(total_s=e["total_s"], per_artifact_s=e["per_artifact_s"], repeats=e["repeats"])
+    else:
+        doc["export_cost"]["error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
+    print(f"export matrix: {doc['export_cost'].get('total_s')}", file=sys.stderr, flush=True)
+    la = loadavg()
+    ho = [sys.executable, str(ROOT / "benchmarks" / "harness_overhead.py"), "--rounds", str(args.rounds),
+          "--runs", str(args.runs), "--json", str(RESULTS / "harness_overhead.json")]
+    p = subprocess.run(ho, capture_output=True, text=True, cwd=ROOT)
+    doc["harness_overhead"] = {"command": " ".join(["python"] + ho[1:]).replace(str(ROOT) + "/", ""),
+                               "rc": p.returncode, "loadavg": [la, loadavg()],
+                               "stdout": [ln for ln in p.stdout.splitlines() if ln.strip()]}
+    hp = RESULTS / "harness_overhead.json"
+    if hp.exists():
+        doc["harness_overhead"]["results"] = json.loads(hp.read_text())["results"]
+    print("\n".join(doc["harness_overhead"]["stdout"]), file=sys.stderr)
+    write("toolkit_cost", doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
