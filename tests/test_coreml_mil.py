@@ -553,3 +553,39 @@ def test_meanvar_and_cat_forms(tmp_path):
     assert {"reverse", "concat", "slice_by_index", "rsqrt", "reduce_mean"} <= op_types(ml)
     err = max_abs(run_mil(ml, {k: v.numpy() for k, v in sample.items()})["stylized_image"], torch_out(model, sample))
     assert err <= FP32_TOL
+
+
+def test_corrupted_weight_in_a_bundle_fails_parity_exit_1(tmp_path):
+    """A converter that wrote wrong weights (simulated: bytes flipped in weight.bin and the manifest
+    re-hashed, as a buggy converter would have written it) is caught by `styleport parity`."""
+    import json as _json
+    import subprocess
+    import sys as _sys
+
+    import torch as _torch
+
+    from styleport.export.bundle import export_bundle
+    from styleport.manifest import sha256_path, size_path
+    from styleport.models.checkpoint import save_checkpoint
+    from styleport.models.presets import build as _build, default_config as _cfg
+
+    cfg = _cfg("johnson", width=0.25)
+    _torch.manual_seed(2)
+    ck = save_checkpoint(_build(cfg), cfg, tmp_path / "ck")
+    out = tmp_path / "b"
+    export_bundle(ck, out, ["coreml"], ["fp32"], size=32, progress=False)
+    run = [_sys.executable, "-m", "styleport", "parity", str(out), "--runtimes", "coreml-mil", "-q"]
+    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
+    blob = next(out.rglob("weight.bin"))
+    data = bytearray(blob.read_bytes())
+    mid = len(data) // 2
+    for i in range(mid, mid + 64):
+        data[i] ^= 0x5A
+    blob.write_bytes(bytes(data))
+    m = _json.loads((out / "manifest.json").read_text())
+    for a in m["artifacts"]:
+        a["sha256"], a["bytes"] = sha256_path(out / a["path"]), size_path(out / a["path"])
+    (out / "manifest.json").write_text(_json.dumps(m))
+    p = subprocess.run(run + ["--junit", str(tmp_path / "j.xml")], capture_output=True, text=True)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert "<failure" in (tmp_path / "j.xml").read_text()

@@ -160,10 +160,11 @@ def _layerwise(args, opts) -> int:
     from styleport.reports.json_report import write_json
     from styleport.runtime.layerwise import layerwise, render
     a, b = args.layerwise
-    for p in (a, b):
-        from pathlib import Path
-        if not Path(p).is_file():
-            raise BadInput(f"model not found: {p}")
+    from pathlib import Path
+    if not (Path(a).is_file() or (Path(a) / "config.json").is_file()):
+        raise BadInput(f"reference not found: {a} (a .onnx/.tflite file or a checkpoint folder)")
+    if not Path(b).is_file():
+        raise BadInput(f"model not found: {b}")
     doc = layerwise(a, b, opts.size or (64, 64), opts.given, opts.seed, args.layer_tol, opts.threads)
     doc["kind"] = "styleport-layerwise"
     if args.json:
@@ -201,7 +202,8 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--reference", metavar="A", help="reference model file")
     p.add_argument("--candidate", metavar="B", help="candidate model file (same inputs as A)")
     p.add_argument("--layerwise", nargs=2, metavar=("A", "B"),
-                   help="first layer where B drifts from A (ONNX vs ONNX, ONNX vs TFLite)")
+                   help="first layer where B drifts from A: A a checkpoint folder (torch), .onnx or .tflite; "
+                        "B .onnx or .tflite (torch vs ONNX, torch vs TFLite, ONNX vs ONNX, ONNX vs TFLite)")
     p.add_argument("--layer-tol", type=float, default=1e-3,
                    help="layer-wise: fail when max_abs / max|ref| exceeds this (default 1e-3)")
     _common(p)

@@ -14,9 +14,10 @@ Matching:
                  split and reorder ops, so some tensors have no partner and a match can be wrong
                  where neighbouring layers have equal shapes and similar values: read the table as a
                  guide to where drift starts, not as proof.
-  torch vs ONNX  not provided: leaf-module hooks and the exporter's node names do not line up
-                 reliably (decomposed ops, folded constants); compare an ONNX export against the
-                 candidate instead.
+  torch vs ONNX/TFLite  the reference is a checkpoint folder: forward hooks on every leaf module
+                 (conv, norm, pad, activation) record outputs in execution order, and they are aligned
+                 with the candidate's tensors by shape and order as above. Names do not line up
+                 (the exporters decompose and fold ops), so conv outputs are the reliable anchors.
 Error per layer: max_abs, relative error max_abs / max|ref| ("rel") and SNR in dB; a layer fails
 when rel > ``tol`` (default 1e-3).
 """
@@ -86,6 +87,39 @@ def _has_td(it) -> bool:
         return True
     except Exception:  # noqa: BLE001
         return False
+
+
+def torch_intermediates(ckpt: Path, network: str, canonical: dict):
+    """Leaf-module outputs of the checkpoint's ``network`` in execution order, on canonical feeds."""
+    import torch
+
+    from styleport.models.checkpoint import load_checkpoint
+    model, _ = load_checkpoint(ckpt)
+    t = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in canonical.items()}
+    if network == "predictor":
+        module, args = model.predictor, (t["style_image"],)
+    elif model.kind == "arbitrary":
+        module, args = model.transformer, (t["content_image"], t["style_bottleneck"].reshape(-1, 100, 1, 1))
+    elif model.kind == "multi":
+        module, args = model, (t["content_image"], t["style_weights"])
+    else:
+        module, args = model, (t["content_image"],)
+    tensors, hooks = [], []
+    for name, m in module.named_modules():
+        if not list(m.children()):
+            hooks.append(m.register_forward_hook(
+                lambda mod, inp, out, name=name: tensors.append((name or type(mod).__name__, type(mod).__name__,
+                                                                 out.detach().numpy().copy()))
+                if isinstance(out, torch.Tensor) else None))
+    try:
+        with torch.no_grad():
+            final = module(*args)
+    finally:
+        for h in hooks:
+            h.remove()
+    key = "style_bottleneck" if network == "predictor" else "stylized_image"
+    out = final.numpy().reshape(1, -1) if network == "predictor" else final.numpy()
+    return tensors, {key: out}
 
 
 def intermediates(path, size, given, seed, threads=None):
@@ -159,10 +193,25 @@ def match(ref_t, cand_t, ref_fmt, cand_fmt):
 
 
 def layerwise(ref_path, cand_path, size=(64, 64), given=None, seed=0, tol=1e-3, threads=None) -> dict:
-    rf, rplan, canonical, rt, rout = intermediates(ref_path, size, given, seed, threads)
-    cf, cplan, _, ct, cout = intermediates(cand_path, size, canonical, seed, threads)
-    pairs, how = match(rt, ct, rf, cf)
-    conv = rf == "onnx" and cf == "tflite"
+    if Path(ref_path).is_dir() and (Path(ref_path) / "config.json").is_file():
+        # torch reference: the candidate fixes the inputs, the checkpoint runs on the same ones
+        cf, cplan, canonical, ct, cout = intermediates(cand_path, size, given, seed, threads)
+        network = "predictor" if "style_image" in canonical else "transformer"
+        rt, rout = torch_intermediates(Path(ref_path), network, canonical)
+        rf = "torch"
+        if cf == "tflite":
+            # TFLite fuses ReLU/ReLU6 into the op before it: that op's pre-activation output has
+            # no partner there, so leave it out rather than pair it with the activated tensor.
+            acts = ("ReLU", "ReLU6", "Hardtanh")
+            rt = [t for i, t in enumerate(rt) if not (i + 1 < len(rt) and rt[i + 1][1] in acts
+                                                      and rt[i + 1][2].shape == t[2].shape)]
+        pairs, how = match(rt, ct, "onnx", cf)  # torch tensors are NCHW, like ONNX's
+        how = f"{how} (torch leaf modules)"
+    else:
+        rf, rplan, canonical, rt, rout = intermediates(ref_path, size, given, seed, threads)
+        cf, cplan, _, ct, cout = intermediates(cand_path, size, canonical, seed, threads)
+        pairs, how = match(rt, ct, rf, cf)
+    conv = rf in ("onnx", "torch") and cf == "tflite"
     rows, first = [], None
     for i, (r, c) in enumerate(pairs):
         ra = _to_nhwc(r[2]) if conv else r[2]
