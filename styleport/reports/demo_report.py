@@ -41,7 +41,7 @@ mean over RGB, on a 0&ndash;{{ heat_max }} scale (reduced precisions).</p>
 <figure><img src="samples/style/{{ doc.inputs.style }}.png" alt="style"><figcaption>style</figcaption></figure>
 <figure><img src="reference_torch.png" alt="PyTorch"><figcaption>PyTorch fp32 (reference)</figcaption></figure>
 {% for c in compare %}<figure>{% if c.file %}<img src="{{ c.file }}" alt="{{ c.format }} {{ c.precision }}">{% else %}
-<div style="width:190px;height:60px;border:1px dashed #aaa" class="small">{{ c.error }}</div>{% endif %}
+<div style="width:190px;min-height:60px;border:1px dashed #aaa;overflow-wrap:anywhere" class="small">{{ c.error }}</div>{% endif %}
 <figcaption>{{ c.format }} {{ c.precision }}<br>{{ c.runtime }}{% if c.psnr %}<br>{{ '%.1f'|format(c.psnr) }} dB{% endif %}</figcaption></figure>{% endfor %}
 <div>{% for c in compare if c.heatmap %}<figure><img src="data:image/png;base64,{{ c.heatmap }}" alt="error heatmap">
 <figcaption>error {{ c.format }} {{ c.precision }}</figcaption></figure>{% endfor %}</div>
