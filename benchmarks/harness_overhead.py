@@ -74,11 +74,10 @@ def summary(name, a, h):
 
 
 def bench_ort(path: Path, threads: int, size: int, rounds: int, runs: int):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    # One session for both loops: two sessions in one process each keep a spinning thread pool
+    # that steals the other's cores, which measured the pools' fight (+-20%), not the harness.
     runner = make_runner("onnxruntime", path, threads=threads).open()
+    sess = runner.sess
     plan = IOPlan(runner.input_specs(), runner.output_specs(), (size, size))
     feeds = plan.feeds(plan.canonical_feeds(seed=0))
     for _ in range(3):
