@@ -26,7 +26,7 @@ from styleport import __version__
 from styleport.errors import BadInput, ConversionError, StyleportError
 from styleport.export.wrappers import LAYOUT, export_module, io_spec, networks
 from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha256_path, size_path, validate
-from styleport.models.checkpoint import WEIGHTS, load_checkpoint, sha256_file
+from styleport.models.checkpoint import WEIGHTS, _umask_mode, load_checkpoint, sha256_file
 
 EXT = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
 TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "onnxconverter-common", "litert-torch",
@@ -298,9 +298,3 @@ def preprocessing(model, size, style_size, dynamic) -> dict:
 
 FORMATS_ALL = FORMATS
 PRECISIONS_ALL = PRECISIONS
-
-
-def _umask_mode(path: Path) -> None:
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o777 & ~mask)
