@@ -99,28 +99,30 @@ def build_model(preset: str):
     return build(default_config(preset, width=1.0)).eval(), "random init (seed 0), width 1"
 
 
-def export_transformer(model, folder: Path, fmt: str, precisions, size: int, dynamic: bool = False) -> dict:
-    """Export only the transformer network through styleport's exporters / quantizers (plain
-    artefacts, no calibration variants). Returns precision -> path."""
-    from styleport.export.onnx_export import export_onnx
-    from styleport.export.tflite_export import export_tflite
+def export_transformer(model, folder: Path, fmt: str, precisions, size: int, dynamic: bool = False,
+                       calibration: dict | None = None) -> dict:
+    """Export only the transformer network through styleport's exporters / quantizers (the format
+    table, export/formats.py; plain artefacts, no calibration variants). ``calibration`` reaches the
+    quantizers (ExecuTorch's plain int8 is static when one is given). Returns precision -> path."""
+    from styleport.export.formats import ExportOptions, exporter
     from styleport.export.wrappers import export_module, io_spec
     from styleport.quantization import make_variant
+    fm = exporter(fmt)
+    dyn = bool(dynamic and fm.DYNAMIC)
     module = export_module(model, "transformer", fmt)
-    inputs, outputs, sample = io_spec(model, "transformer", fmt, (size, size), 256, dynamic and fmt == "onnx")
-    ext = {"onnx": ".onnx", "tflite": ".tflite"}[fmt]
-    base = folder / f"{fmt}_{size}{'_dyn' if dynamic else ''}.fp32{ext}"
-    if fmt == "onnx":
-        export_onnx(module, sample, inputs, outputs, base, dynamic=dynamic)
-    else:
-        export_tflite(module, sample, inputs, outputs, base)
+    inputs, outputs, sample = io_spec(model, "transformer", fmt, (size, size), 256, dyn)
+    base = folder / f"{fmt}_{size}{'_dyn' if dynamic else ''}.fp32{fm.EXT}"
+    fm.export(module, sample, inputs, outputs, base, ExportOptions(dynamic=dyn))
     paths = {"fp32": base}
     for p in precisions:
         if p == "fp32":
             continue
         out = base.with_name(base.name.replace(".fp32", f".{p}"))
-        make_variant(fmt, p, base, out, module=module, sample=sample, inputs=inputs, outputs=outputs,
-                     network="transformer", model=model, calibration={"variants": False})
+        if p in fm.NATIVE:
+            fm.export(module, sample, inputs, outputs, out, ExportOptions(precision=p, dynamic=dyn))
+        else:
+            make_variant(fmt, p, base, out, module=module, sample=sample, inputs=inputs, outputs=outputs,
+                         network="transformer", model=model, calibration=dict(calibration or {}, variants=False))
         paths[p] = out
     return paths
 

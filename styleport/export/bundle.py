@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -24,11 +25,11 @@ from tqdm import tqdm
 
 from styleport import __version__
 from styleport.errors import BadInput, ConversionError, StyleportError
+from styleport.export.formats import CheckSkipped, ExportOptions, artefact_path, exporter
 from styleport.export.wrappers import LAYOUT, export_module, io_spec, networks
 from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha256_path, size_path, validate
 from styleport.models.checkpoint import WEIGHTS, _umask_mode, load_checkpoint, sha256_file
 
-EXT = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
 TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "onnxconverter-common", "litert-torch",
          "ai-edge-litert", "ai-edge-quantizer", "coremltools", "numpy")
 
@@ -78,33 +79,54 @@ def _check_fp32(fmt: str, path: Path, module, sample, inputs) -> dict:
     with torch.no_grad():
         ref = module(*sample).numpy()
     feeds = {s["name"]: t.numpy() for s, t in zip(inputs, sample)}
-    if fmt == "onnx":
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        got = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-        runtime = "onnxruntime"
-    elif fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        from styleport.export.wrappers import quiet_torch_export
-        with quiet_torch_export():
-            it = Interpreter(model_path=str(path), num_threads=2)
-        got = next(iter(it.get_signature_runner()(**feeds).values()))
-        runtime = "ai-edge-litert"
-    else:
-        return {"runtime": None, "reason": "CoreML prediction needs macOS"}
-    err = float(np.abs(got.astype(np.float64) - ref).max())
+    try:
+        runtime, got = exporter(fmt).check(path, feeds)
+    except CheckSkipped as e:
+        return {"runtime": None, "reason": str(e)}
+    err = float(np.abs(np.asarray(got).astype(np.float64) - ref).max())
     if not np.isfinite(err):
         raise RuntimeError(f"{fmt} output holds NaN/Inf")
     return {"runtime": runtime, "max_abs_vs_torch": err}
 
 
+@dataclass
+class _Job:
+    """One network of one format, ready to convert: the wrapped module, its I/O and export options."""
+
+    fmt: str
+    net: str
+    module: torch.nn.Module
+    inputs: list
+    outputs: list
+    sample: tuple
+    opts: ExportOptions
+
+    @classmethod
+    def make(cls, model, net, fmt, prec, size, style_size, dynamic, opset, extra) -> "_Job":
+        dyn = bool(dynamic and exporter(fmt).DYNAMIC and net == "transformer")
+        inputs, outputs, sample = io_spec(model, net, fmt, size, style_size, dyn)
+        return cls(fmt, net, export_module(model, net, fmt), inputs, outputs, sample,
+                   ExportOptions(precision=prec, network=net, dynamic=dyn, opset=opset, extra=dict(extra or {})))
+
+    def export(self, path: Path, precision: str | None = None) -> dict:
+        opts = self.opts if precision is None else replace(self.opts, precision=precision)
+        return exporter(self.fmt).export(self.module, self.sample, self.inputs, self.outputs, path, opts)
+
+    def fp32_base(self, tmp: Path, fp32_paths: dict) -> Path:
+        """The fp32 artefact quantizers start from; exported unlisted (under _work) when fp32 was not asked for."""
+        key = (self.net, self.fmt)
+        if key not in fp32_paths:
+            base = tmp / "_work" / artefact_path(self.fmt, self.net, "fp32")
+            self.export(base, "fp32")
+            fp32_paths[key] = base
+        return fp32_paths[key]
+
+
 def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisions=("fp32",), size=384,
-                  style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None) -> dict:
-    from styleport.export.coreml_export import export_coreml
-    from styleport.export.onnx_export import DEFAULT_OPSET, export_onnx
-    from styleport.export.tflite_export import export_tflite
+                  style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None,
+                  export_options: dict | None = None) -> dict:
+    """Write the bundle. ``export_options`` goes unchanged to every format's exporter
+    (``ExportOptions.extra``): format-specific switches live there, not in this signature."""
     from styleport.quantization import make_variant
 
     out = Path(out)
@@ -125,11 +147,10 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         raise BadInput(f"{out} exists and is not a bundle folder")
     if not os.access(parent, os.W_OK):
         raise BadInput(f"output folder is not writable: {parent}")
-    # --- quantization (issue #5): reject a bad calibration set before converting anything
+    # reject a bad calibration set before converting anything
     if calibration and "int8" in precisions:
         from styleport.quantization.calibration import check as check_calibration
         check_calibration(calibration)
-    # --- end quantization
     _clean_stale(parent, out.name)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}.", dir=parent))
@@ -148,55 +169,35 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         for net, fmt, prec in bar:
             current = (net, fmt, prec)
             bar.set_postfix_str(f"{net} {fmt} {prec}")
-            module = export_module(model, net, fmt)
-            inputs, outputs, sample = io_spec(model, net, fmt, size, style_size, dynamic and fmt != "tflite"
-                                              and net == "transformer")
-            rel = f"{fmt}/{net}.{prec}{EXT[fmt]}"
+            job = _Job.make(model, net, fmt, prec, size, style_size, dynamic, opset, export_options)
+            rel = artefact_path(fmt, net, prec)
             path = tmp / rel
             t0 = time.perf_counter()
-            if prec == "fp32" or fmt == "coreml" and prec == "fp16":
-                if fmt == "onnx":
-                    details = export_onnx(module, sample, inputs, outputs, path, opset or DEFAULT_OPSET,
-                                          dynamic=dynamic and net == "transformer")
-                elif fmt == "tflite":
-                    details = export_tflite(module, sample, inputs, outputs, path)
-                else:
-                    details = export_coreml(module, sample, inputs, outputs, path, precision=prec,
-                                            dynamic=dynamic and net == "transformer")
+            if prec in exporter(fmt).NATIVE:
+                details = job.export(path)
                 if prec == "fp32":
-                    details["check"] = _check_fp32(fmt, path, module, sample, inputs)
+                    details["check"] = _check_fp32(fmt, path, job.module, job.sample, job.inputs)
                     fp32_paths[(net, fmt)] = path
             else:
-                base = fp32_paths.get((net, fmt))
-                if base is None:  # quantizers start from the fp32 artefact; make it, unlisted
-                    base = tmp / "_work" / f"{fmt}/{net}.fp32{EXT[fmt]}"
-                    if fmt == "onnx":
-                        export_onnx(module, sample, inputs, outputs, base, opset or DEFAULT_OPSET,
-                                    dynamic=dynamic and net == "transformer")
-                    elif fmt == "tflite":
-                        export_tflite(module, sample, inputs, outputs, base)
-                    else:
-                        export_coreml(module, sample, inputs, outputs, base, dynamic=dynamic and net == "transformer")
-                    fp32_paths[(net, fmt)] = base
-                details = make_variant(fmt, prec, base, path, module=module, sample=sample, inputs=inputs,
-                                       outputs=outputs, network=net, model=model, calibration=calibration)
+                # quantizers start from the fp32 artefact (made unlisted if needed) or from the module
+                base = job.fp32_base(tmp, fp32_paths) if exporter(fmt).BASE == "file" else fp32_paths.get((net, fmt))
+                details = make_variant(fmt, prec, base, path, module=job.module, sample=job.sample,
+                                       inputs=job.inputs, outputs=job.outputs, network=net, model=model,
+                                       calibration=calibration, options=job.opts)
             details["seconds"] = round(time.perf_counter() - t0, 2)
-            # --- quantization variants (issue #5): extra artefacts of one precision, keyed by "variant"
+            # extra artefacts of one precision (quantization variants), keyed by "variant"
             extra = details.pop("variants", [])
-            # --- end quantization variants
             artifacts.append({"model": net, "format": fmt, "precision": prec, "path": rel,
                               "bytes": size_path(path), "sha256": sha256_path(path),
-                              "inputs": inputs, "outputs": outputs, "details": details})
-            # --- quantization variants (issue #5)
+                              "inputs": job.inputs, "outputs": job.outputs, "details": details})
             for v in extra:
                 vrel = Path(v["path"]).relative_to(tmp).as_posix()
                 artifacts.append({"model": net, "format": fmt, "precision": prec, "variant": v["variant"],
                                   "path": vrel, "bytes": size_path(v["path"]), "sha256": sha256_path(v["path"]),
-                                  "inputs": inputs, "outputs": outputs, "details": v["details"]})
+                                  "inputs": job.inputs, "outputs": job.outputs, "details": v["details"]})
         if any(p != "fp32" for p in precisions):
             from styleport.quantization.report import write_quality_report
             write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
-            # --- end quantization variants
         target = (calibration or {}).get("target_psnr")
         if target is not None:
             current = ("transformer", "onnx", f"int8 --target-psnr {target}")
@@ -256,23 +257,19 @@ def _target_psnr(model, tmp, fp32_paths, size, style_size, calibration, target, 
     transformer to the target PSNR; written as variant ``target`` with the curve in sensitivity.json."""
     import json
 
-    from styleport.export.onnx_export import DEFAULT_OPSET, export_onnx
     from styleport.quantization import search_target_psnr
 
-    inputs, outputs, sample = io_spec(model, "transformer", "onnx", size, style_size, False)
-    base = fp32_paths.get(("transformer", "onnx"))
-    if base is None:
-        base = tmp / "_work" / "onnx" / "transformer.fp32.onnx"
-        export_onnx(export_module(model, "transformer", "onnx"), sample, inputs, outputs, base, opset or DEFAULT_OPSET)
+    job = _Job.make(model, "transformer", "onnx", "fp32", size, style_size, False, opset, None)
+    base = job.fp32_base(tmp, fp32_paths)
     rel = "onnx/transformer.int8.target.onnx"
-    res = search_target_psnr(base, tmp / rel, model=model, network="transformer", inputs=inputs, sample=sample,
-                             calibration=calibration, target_psnr=target, style_size=style_size)
+    res = search_target_psnr(base, tmp / rel, model=model, network="transformer", inputs=job.inputs,
+                             sample=job.sample, calibration=calibration, target_psnr=target, style_size=style_size)
     (tmp / "sensitivity.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     shutil.rmtree(tmp / "_work", ignore_errors=True)
     return {"model": "transformer", "format": "onnx", "precision": "int8", "variant": "target",
-            "path": rel, "bytes": size_path(tmp / rel), "sha256": sha256_path(tmp / rel), "inputs": inputs,
-            "outputs": outputs, "details": {"target_psnr_db": target, "report": "sensitivity.json",
-                                            **{k: res[k] for k in ("float_layers", "psnr_db") if k in res}}}
+            "path": rel, "bytes": size_path(tmp / rel), "sha256": sha256_path(tmp / rel), "inputs": job.inputs,
+            "outputs": job.outputs, "details": {"target_psnr_db": target, "report": "sensitivity.json",
+                                                **{k: res[k] for k in ("float_layers", "psnr_db") if k in res}}}
 
 
 def preprocessing(model, size, style_size, dynamic) -> dict:

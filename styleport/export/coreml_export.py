@@ -16,6 +16,20 @@ import torch
 from styleport.export.wrappers import quiet_torch_export
 
 TARGET = "iOS16"
+EXT = ".mlpackage"
+NATIVE = ("fp32", "fp16")
+BASE = "file"
+DYNAMIC = True
+
+
+def export(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, path: Path, opts) -> dict:
+    """The format table's entry point (export/formats.py)."""
+    return export_coreml(module, sample, inputs, outputs, path, precision=opts.precision, dynamic=opts.dynamic)
+
+
+def check(path: Path, feeds: dict):
+    from styleport.export.formats import CheckSkipped
+    raise CheckSkipped("CoreML prediction needs macOS")
 
 
 def export_coreml(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, path: Path,

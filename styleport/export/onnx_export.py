@@ -16,6 +16,23 @@ import torch
 from styleport.export.wrappers import quiet_torch_export
 
 DEFAULT_OPSET = 20
+EXT = ".onnx"
+NATIVE = ("fp32",)
+BASE = "file"
+DYNAMIC = True
+
+
+def export(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, path: Path, opts) -> dict:
+    """The format table's entry point (export/formats.py)."""
+    return export_onnx(module, sample, inputs, outputs, path, opts.opset or DEFAULT_OPSET, dynamic=opts.dynamic)
+
+
+def check(path: Path, feeds: dict):
+    """Run a fresh artefact once in ONNX Runtime (CPU): (runtime, first output)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return "onnxruntime", ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
 def export_onnx(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, path: Path,

@@ -16,6 +16,24 @@ import torch
 
 from styleport.export.wrappers import quiet_torch_export
 
+EXT = ".tflite"
+NATIVE = ("fp32",)
+BASE = "file"
+DYNAMIC = False
+
+
+def export(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, path: Path, opts) -> dict:
+    """The format table's entry point (export/formats.py)."""
+    return export_tflite(module, sample, inputs, outputs, path)
+
+
+def check(path: Path, feeds: dict):
+    """Run a fresh artefact once in LiteRT (XNNPACK, 2 threads): (runtime, first output)."""
+    from ai_edge_litert.interpreter import Interpreter
+    with quiet_torch_export():
+        it = Interpreter(model_path=str(path), num_threads=2)
+    return "ai-edge-litert", next(iter(it.get_signature_runner()(**feeds).values()))
+
 
 def export_tflite(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, path: Path,
                   quant_config=None) -> dict:
