@@ -78,8 +78,9 @@ def test_ghiasi_param_counts_exact():
 def test_reflect_pad_forms_agree(hw):
     x = torch.randn(2, 3, *hw)
     for p in (1, 4):
-        torch.testing.assert_close(layers.reflect_pad_cat(x, p), torch.nn.functional.pad(x, (p,) * 4, mode="reflect"),
-                                   rtol=0, atol=0)
+        ref = torch.nn.functional.pad(x, (p,) * 4, mode="reflect")
+        torch.testing.assert_close(layers.reflect_pad_cat(x, p), ref, rtol=0, atol=0)
+        torch.testing.assert_close(layers.reflect_pad_slices(x, p), ref, rtol=0, atol=0)
 
 
 def test_norm_forms_agree():
@@ -90,8 +91,11 @@ def test_norm_forms_agree():
         a = net(x, params)
         with layers.forms(net, pad="cat", norm="meanvar"):
             b = net(x, params)
+        with layers.forms(net, pad="slices", norm="meanvar"):
+            d = net(x, params)
         c = net(x, params)
     torch.testing.assert_close(a, b, atol=2e-5, rtol=0)
+    assert torch.equal(b, d)  # the two slice forms pad identically
     assert torch.equal(a, c)  # forms restored
 
 

@@ -2,8 +2,10 @@
 
 Two ops have more than one equivalent way to be written, and each exporter wants a different one
 (shared/DESIGN.md): reflection padding (``F.pad(mode="reflect")`` -> ONNX Pad / CoreML pad, or
-slice+flip+concat, which TFLite runs faster than MIRROR_PAD) and instance norm (``F.instance_norm``
--> the native ONNX/CoreML op, or mean/variance, which litert-torch lowers without transposes).
+slice+flip+concat, which TFLite runs faster than MIRROR_PAD, or one-pixel slices + concat with no
+flip, which ExecuTorch's XNNPACK backend takes whole: it has no reflect pad and no flip) and
+instance norm (``F.instance_norm`` -> the native ONNX/CoreML op, or mean/variance, which
+litert-torch lowers without transposes and XNNPACK runs without leaving the delegate).
 Every module reads its form from a module attribute, set for a whole network with :func:`set_forms`.
 The forms compute the same numbers; tests check that.
 """
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PAD_FORMS = ("native", "cat")
+PAD_FORMS = ("native", "cat", "slices")
 NORM_FORMS = ("native", "meanvar")
 IN_EPS = 1e-5
 
@@ -33,6 +35,19 @@ def reflect_pad_cat(x: torch.Tensor, p: int) -> torch.Tensor:
     return torch.cat([top, x, bottom], dim=-2)
 
 
+def reflect_pad_slices(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Reflection padding from one-pixel slices and two concatenations (no flip: a flipped strip
+    is its one-pixel slices in reverse order). Same result as F.pad reflect."""
+    if p == 0:
+        return x
+    w = x.shape[-1]
+    x = torch.cat([x[..., :, i:i + 1] for i in range(p, 0, -1)] + [x]
+                  + [x[..., :, w - 1 - i:w - i] for i in range(1, p + 1)], dim=-1)
+    h = x.shape[-2]
+    return torch.cat([x[..., i:i + 1, :] for i in range(p, 0, -1)] + [x]
+                     + [x[..., h - 1 - i:h - i, :] for i in range(1, p + 1)], dim=-2)
+
+
 class ReflectPad(nn.Module):
     def __init__(self, pad: int):
         super().__init__()
@@ -44,6 +59,8 @@ class ReflectPad(nn.Module):
             return x
         if self.form == "cat":
             return reflect_pad_cat(x, self.pad)
+        if self.form == "slices":
+            return reflect_pad_slices(x, self.pad)
         return F.pad(x, (self.pad,) * 4, mode="reflect")
 
 
