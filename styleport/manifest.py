@@ -5,7 +5,7 @@ Shape of ``manifest.json`` (schema ``SCHEMA``)::
     {"schema": 1, "kind": "styleport-bundle", "created_by": "styleport X.Y.Z",
      "source": {"checkpoint": NAME, "sha256": HEX, "preset": P, "config": {...}},
      "preprocessing": {...}, "tools": {"torch": V, ...},
-     "artifacts": [{"model": "transformer"|"predictor", "format": "onnx"|"tflite"|"coreml",
+     "artifacts": [{"model": "transformer"|"predictor", "format": "onnx"|"tflite"|"coreml"|"executorch",
                     "precision": "fp32"|"fp16"|"int8", "path": "onnx/transformer.fp32.onnx",
                     "bytes": N, "sha256": HEX,
                     "inputs":  [{"name", "shape", "dtype", "layout", "range"}],
@@ -30,7 +30,7 @@ SCHEMA = 1
 KIND = "styleport-bundle"
 MANIFEST = "manifest.json"
 MODELS = ("transformer", "predictor")
-FORMATS = ("onnx", "tflite", "coreml")
+FORMATS = ("onnx", "tflite", "coreml", "executorch")
 PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW", "NHWC", "any")
 

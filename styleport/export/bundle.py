@@ -31,7 +31,7 @@ from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha2
 from styleport.models.checkpoint import WEIGHTS, _umask_mode, load_checkpoint, sha256_file
 
 TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "onnxconverter-common", "litert-torch",
-         "ai-edge-litert", "ai-edge-quantizer", "coremltools", "numpy")
+         "ai-edge-litert", "ai-edge-quantizer", "coremltools", "executorch", "torchao", "numpy")
 
 
 def tool_versions() -> dict:

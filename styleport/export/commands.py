@@ -9,18 +9,21 @@ import sys
 def add_parsers(sub, common) -> None:
     from styleport.manifest import FORMATS, PRECISIONS
 
-    p = sub.add_parser("export", help="export a checkpoint to a bundle of ONNX / TFLite / CoreML files",
+    p = sub.add_parser("export", help="export a checkpoint to a bundle of ONNX / TFLite / CoreML / ExecuTorch "
+                                      "files",
                        description="Trace the checkpoint's networks and convert them; write BUNDLE/ with a "
                                    "manifest.json (atomically: a failed export leaves nothing behind).")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (config.json + model.safetensors)")
     p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
-    p.add_argument("--formats", default="onnx,tflite,coreml", help=f"comma list of {', '.join(FORMATS)} (default all)")
+    p.add_argument("--formats", default="onnx,tflite,coreml",
+                   help=f"comma list of {', '.join(FORMATS)} (default onnx,tflite,coreml)")
     p.add_argument("--precisions", default="fp32", help=f"comma list of {', '.join(PRECISIONS)} (default fp32)")
     p.add_argument("--size", type=int, default=384, help="content input size in px, square (default 384)")
     p.add_argument("--height", type=int, default=None, help="content height (overrides --size)")
     p.add_argument("--width-px", type=int, default=None, help="content width (overrides --size)")
     p.add_argument("--style-size", type=int, default=256, help="style input size for the predictor (default 256)")
-    p.add_argument("--dynamic", action="store_true", help="free H and W for ONNX and CoreML (TFLite stays fixed)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="free H and W for ONNX and CoreML (TFLite and ExecuTorch stay fixed)")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 20, dynamo exporter; 17 uses the TorchScript exporter)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
@@ -43,7 +46,7 @@ def add_parsers(sub, common) -> None:
     p.set_defaults(func=cmd_export)
 
     i = sub.add_parser("inspect", help="I/O, op histogram, parameters and Transpose count of a model file",
-                       description="Inspect .onnx, .tflite, .mlpackage or .mlmodel files (ours or anyone's).")
+                       description="Inspect .onnx, .tflite, .mlpackage, .mlmodel or .pte files (ours or anyone's).")
     i.add_argument("files", nargs="+", metavar="FILE")
     i.add_argument("--json", action="store_true", help="print JSON (keys: inputs, outputs, op_histogram, "
                                                        "params, file_bytes, transpose_count, ...)")
@@ -81,12 +84,12 @@ def cmd_export(args) -> int:
         with open(args.json, "w") as f:
             json.dump(manifest, f, indent=2)
     print(f"wrote {args.out}/ in {manifest['export']['seconds']} s")
-    print(f"{'model':12} {'format':7} {'precision':9} {'variant':11} {'bytes':>11}  check")
+    print(f"{'model':12} {'format':10} {'precision':9} {'variant':11} {'bytes':>11}  check")
     for a in manifest["artifacts"]:
         chk = a["details"].get("check") or {}
         c = f"max|d| {chk['max_abs_vs_torch']:.2e} ({chk['runtime']})" if chk.get("max_abs_vs_torch") is not None \
             else (chk.get("reason") or "")
-        print(f"{a['model']:12} {a['format']:7} {a['precision']:9} {a.get('variant', ''):11} {a['bytes']:>11,}  {c}")
+        print(f"{a['model']:12} {a['format']:10} {a['precision']:9} {a.get('variant', ''):11} {a['bytes']:>11,}  {c}")
     return 0
 
 
@@ -105,5 +108,11 @@ def cmd_inspect(args) -> int:
             for t in info[kind]:
                 print(f"  {kind[:-1]:6} {t['name']:40} {t['shape']} {t['dtype']}")
         print("  weights: " + ", ".join(f"{k} {v:,}" for k, v in info["weight_dtypes"].items()))
+        if info.get("delegation"):
+            d = info["delegation"]
+            backends = ", ".join(sorted({x["backend"] for x in d["delegates"]})) or "none"
+            print(f"  methods: {', '.join(info['methods'])}; delegated ops {d['delegated_ops']} in "
+                  f"{len(d['delegates'])} delegate(s) ({backends}), non-delegated {d['non_delegated_ops']}"
+                  + (": " + ", ".join(f"{k} {v}" for k, v in d["non_delegated"].items()) if d["non_delegated"] else ""))
         print("  ops: " + ", ".join(f"{k} {v}" for k, v in info["op_histogram"].items()))
     return 0

@@ -30,6 +30,7 @@ FORMATS: dict[str, str] = {
     "onnx": "styleport.export.onnx_export",
     "tflite": "styleport.export.tflite_export",
     "coreml": "styleport.export.coreml_export",
+    "executorch": "styleport.export.executorch_export",
 }
 
 

@@ -1,10 +1,12 @@
 """``styleport inspect``: what is inside a model file, ours or anyone's.
 
 .onnx (onnx), .tflite (the LiteRT interpreter, delegates off), .mlpackage/.mlmodel (coremltools
-spec, not compiled). Reports I/O, op histogram, parameter count, weight dtypes, file size and the
+spec, not compiled), .pte (ExecuTorch program, read with styleport.pte: methods, delegated vs
+non-delegated ops, XNNPACK node kinds). Reports I/O, op histogram, parameter count, weight dtypes, file size and the
 number of Transpose ops. Parameters are the elements of constant weight tensors: ONNX initializers
 and Constant nodes with more than one element; TFLite constant (buffer-backed) tensors of float or
-quantized integer type, except shape/axis operands; CoreML ``const`` ops with more than one element.
+quantized integer type, except shape/axis operands; CoreML ``const`` ops with more than one element;
+ExecuTorch constant tensors (XNNPACK delegate constants and portable kernels' constants).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from styleport.errors import BadInput
 from styleport.export.wrappers import quiet_torch_export
 from styleport.manifest import size_path
 
-FORMAT_BY_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+FORMAT_BY_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml",
+                   ".pte": "executorch"}
 
 
 def detect_format(path: Path) -> str:
     fmt = FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if fmt is None:
         raise BadInput(f"unknown model file type {path.suffix or '(none)'} for {path} "
-                       "(expected .onnx, .tflite, .mlpackage or .mlmodel)")
+                       "(expected .onnx, .tflite, .mlpackage, .mlmodel or .pte)")
     return fmt
 
 
@@ -37,9 +40,10 @@ def inspect_file(path: str | os.PathLike) -> dict:
         raise BadInput(f"expected a file, got a folder: {path}")
     if size_path(path) == 0:
         raise BadInput(f"model file is empty: {path}")
-    info = {"onnx": _onnx, "tflite": _tflite, "coreml": _coreml}[fmt](path)
+    info = {"onnx": _onnx, "tflite": _tflite, "coreml": _coreml, "executorch": _executorch}[fmt](path)
     info.update(path=str(path), format=fmt, file_bytes=size_path(path))
-    info["transpose_count"] = sum(n for op, n in info["op_histogram"].items() if op.lower() == "transpose")
+    if "transpose_count" not in info:
+        info["transpose_count"] = sum(n for op, n in info["op_histogram"].items() if op.lower() == "transpose")
     info["op_count"] = sum(info["op_histogram"].values())
     return info
 
@@ -187,3 +191,60 @@ def _coreml(path: Path) -> dict:
     return {"inputs": [io(f) for f in spec.description.input], "outputs": [io(f) for f in spec.description.output],
             "op_histogram": dict(hist.most_common()), "params": params, "weight_dtypes": dict(dtypes),
             "model_type": kind, "spec_version": spec.specificationVersion}
+
+
+_XNN_DTYPES = {"fp32": "float32", "fp16": "float16", "qint8": "int8", "qcint8": "int8", "qdint8": "int8",
+               "quint8": "uint8", "qint32": "int32", "qcint32": "int32", "qcint4": "int4"}
+
+
+def _executorch(path: Path) -> dict:
+    """Methods, I/O (names from the ``input_names`` / ``output_names`` constant methods when present),
+    ops per backend: ``xnnpack:KIND`` nodes inside XNNPACK delegates and ``portable:OP`` kernel calls
+    outside them, and the delegated vs non-delegated count."""
+    from styleport import pte
+    with quiet_torch_export():
+        doc = pte.read(path)
+    methods = doc["methods"]
+    if "forward" not in methods:
+        raise BadInput(f"{path}: the program has no 'forward' method (methods: {', '.join(methods) or 'none'})")
+    fwd = methods["forward"]
+
+    def names(key, n, kind):
+        got = (methods.get(key) or {}).get("constant") or []
+        return [str(v) for v in got] if len(got) == n else [f"{kind}_{i}" for i in range(n)]
+
+    def io(entries, key, kind):
+        return [{"name": nm, "shape": e.get("shape"), "dtype": e.get("dtype")}
+                for nm, e in zip(names(key, len(entries), kind), entries)]
+
+    hist = collections.Counter()
+    delegated = collections.Counter()
+    decoded = True
+    for d in doc["delegates"]:
+        if d.get("nodes") is None:
+            decoded = False
+            continue
+        for k, n in d["nodes"].items():
+            hist[f"xnnpack:{k}"] += n
+            delegated[k] += n
+    portable = collections.Counter(fwd["ops"])
+    for k, n in portable.items():
+        hist[f"portable:{k}"] += n
+    consts = collections.Counter(doc.get("portable_constant_values") or {})
+    for d in doc["delegates"]:  # XNNPACK names: fp32, fp16, qint8 (per-tensor), qcint8 (per-channel), ...
+        for k, n in (d.get("constant_values") or {}).items():
+            consts[_XNN_DTYPES.get(k, k)] += n
+    return {"inputs": io(fwd["inputs"], "input_names", "input"),
+            "outputs": io(fwd["outputs"], "output_names", "output"),
+            "op_histogram": dict(hist.most_common()), "params": int(sum(consts.values())),
+            "weight_dtypes": dict(consts.most_common()),
+            "methods": sorted(methods), "constant_methods": {k: m["constant"] for k, m in methods.items()
+                                                              if m["constant"] is not None},
+            "delegation": {"delegates": [{"backend": d["backend"], "bytes": d["bytes"],
+                                          "nodes": sum((d.get("nodes") or {}).values())} for d in doc["delegates"]],
+                           "delegated_ops": sum(delegated.values()) if decoded else None,
+                           "non_delegated_ops": sum(portable.values()),
+                           "non_delegated": dict(portable.most_common())},
+            "precision": pte.precision(doc),
+            "transpose_count": delegated.get("StaticTranspose", 0) + sum(
+                n for k, n in portable.items() if "permute" in k or "transpose" in k)}

@@ -5,6 +5,7 @@
 | onnx   | NCHW   | F.pad reflect, F.instance_norm (native ops)  |                                    |
 | coreml | NCHW   | F.pad reflect, F.instance_norm (native ops)  |                                    |
 | tflite | NHWC   | slice+flip+concat pad, mean/var norm         | channels-last tail: no TRANSPOSE   |
+| executorch | NCHW | one-pixel slices+concat pad, mean/var norm  | all in XNNPACK but 2 nearest upsamples |
 
 I/O names (the bundle contract): ``content_image``, ``style_image``, ``style_bottleneck`` /
 ``style_weights``, ``stylized_image``; the predictor's output is ``style_bottleneck``.
@@ -21,8 +22,9 @@ from torch import nn
 from styleport.models.arbitrary import BOTTLENECK
 from styleport.models.layers import set_forms
 
-FORMS = {"onnx": ("native", "native"), "coreml": ("native", "native"), "tflite": ("cat", "meanvar")}
-LAYOUT = {"onnx": "NCHW", "coreml": "NCHW", "tflite": "NHWC"}
+FORMS = {"onnx": ("native", "native"), "coreml": ("native", "native"), "tflite": ("cat", "meanvar"),
+         "executorch": ("slices", "meanvar")}
+LAYOUT = {"onnx": "NCHW", "coreml": "NCHW", "tflite": "NHWC", "executorch": "NCHW"}
 
 
 def networks(model: nn.Module) -> list[str]:
