@@ -10,6 +10,7 @@ the bundle writer to add as artefacts with a ``variant`` key.
 | onnx   | float16 weights+compute, f32 I/O | dynamic uint8 weights (predictor: static QDQ when calibrated) | static*/dynamic, a16w8* |
 | tflite | float16 weights, f32 compute  | dynamic-range int8       | full* (W8A8), int16x8*               |
 | coreml | FLOAT16 compute (export)      | linear int8 weights      | palettize8, palettize6, palettize4  |
+| executorch | float16 program (export) | PT2E int8 conv/linear, norm float: static* else dynamic | dynamic* |
 
 The plain ``int8`` of each format needs no calibration images and is the best figure measured on
 Google's trained weights (benchmarks/quantization.md). Variants marked * are produced only when a
@@ -28,6 +29,7 @@ from styleport.errors import BadInput
 ONNX_STATIC = ("static", "a16w8")
 TFLITE_STATIC = ("full", "int16x8")
 COREML_PALETTES = ("palettize8", "palettize6", "palettize4")
+EXECUTORCH_STATIC = ("static",)  # needs calibration; when given it is the plain int8 (dynamic becomes a variant)
 
 
 def _hw(inputs, sample) -> tuple[int, int]:
@@ -62,7 +64,8 @@ def _variant_path(out_path: Path, name: str) -> Path:
 
 def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ctx) -> dict:
     from styleport.quantization.calibration import parse_options
-    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    # fp32_path is None for formats quantized from the torch module (formats.BASE == "module")
+    fp32_path, out_path = (Path(fp32_path) if fp32_path is not None else None), Path(out_path)
     cal = parse_options(ctx.get("calibration"))
     network = ctx.get("network", "transformer")
     want_variants = cal.get("variants", True)
@@ -73,12 +76,14 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
         if fmt == "tflite":
             from styleport.quantization.tflite_quant import quantize
             return quantize(fp32_path, out_path, "fp16")
+        if fmt == "executorch":
+            raise BadInput("ExecuTorch fp16 is made by the exporter (a float16 program with float32 I/O)")
         raise BadInput("CoreML fp16 is made by the exporter (compute precision FLOAT16)")
     if precision != "int8":
         raise BadInput(f"{fmt} {precision} is not supported")
 
     extra = []
-    static_names = {"onnx": ONNX_STATIC, "tflite": TFLITE_STATIC}.get(fmt, ())
+    static_names = {"onnx": ONNX_STATIC, "tflite": TFLITE_STATIC, "executorch": EXECUTORCH_STATIC}.get(fmt, ())
     feeds = source = None
     if want_variants and static_names:
         if _has_calibration(cal):
@@ -118,6 +123,21 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
             for v in COREML_PALETTES:
                 p = _variant_path(out_path, v)
                 extra.append({"variant": v, "path": p, "details": M.compress(fp32_path, p, v)})
+    elif fmt == "executorch":
+        from styleport.quantization import executorch_quant as X
+        # PT2E quantizes the torch module, not the fp32 file: static int8 when a calibration set is
+        # given (the plain int8), else dynamic; the other kind is written as a variant
+        module, sample, inputs, outputs = ctx["module"], ctx["sample"], ctx["inputs"], ctx["outputs"]
+        if feeds is None and _has_calibration(cal):
+            feeds, source = _calib_feeds(dict(ctx, calibration=cal), network)
+        if feeds is not None:
+            details = dict(X.quantize(module, sample, inputs, outputs, out_path, "static", feeds), calibration=source)
+            if want_variants:
+                p = _variant_path(out_path, "dynamic")
+                extra.append({"variant": "dynamic", "path": p,
+                              "details": X.quantize(module, sample, inputs, outputs, p, "dynamic")})
+        else:
+            details = X.quantize(module, sample, inputs, outputs, out_path, "dynamic")
     else:
         raise BadInput(f"unknown format {fmt!r}")
     details.setdefault("calibration", None)

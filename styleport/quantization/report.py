@@ -11,7 +11,7 @@ quantized / stayed float, counted from the graph.
 * predictor artefacts: the artefact's bottleneck drives the fp32 torch transformer on held-out
   content; PSNR/SSIM of that image vs the all-fp32 pipeline, plus the bottleneck's SNR.
 * CoreML: run with the numpy MIL interpreter (styleport.runtime.coreml_mil); latency not reported
-  (a reference interpreter, not CoreML).
+  (a reference interpreter, not CoreML). ExecuTorch: executorch.runtime (XNNPACK, default threadpool).
 
 Held-out images: ``calibration["eval_content"]`` / ``["eval_style"]`` folders when given; else the
 images of the calibration folders that calibration did not sample; else procedural images
@@ -94,6 +94,14 @@ class _Run:
                 r = Interpreter(model_path=str(path), num_threads=2).get_signature_runner()
             self.fn = lambda feeds: next(iter(r(**feeds).values()))
             self.runtime = "ai-edge-litert"
+        elif fmt == "executorch":
+            from executorch.runtime import Runtime
+
+            from styleport.export.wrappers import quiet_torch_export
+            with quiet_torch_export():
+                m = Runtime.get().load_program(Path(path)).load_method("forward")
+            self.fn = lambda feeds: m.execute([torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()])[0]
+            self.runtime = "executorch"
         else:
             from styleport.runtime.coreml_mil import CoreMLMilRunner
             r = CoreMLMilRunner(str(path)).open()
