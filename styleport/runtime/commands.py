@@ -11,7 +11,8 @@ import time
 
 from styleport.errors import BadInput
 
-RUNTIME_HELP = "runtimes to use (comma or space separated): onnxruntime, litert, coreml, coreml-mil, torch " \
+RUNTIME_HELP = "runtimes to use (comma or space separated): onnxruntime, litert, coreml, coreml-mil, executorch, " \
+               "torch " \
                "(default: every runtime that opens each format; torch rows when a checkpoint is known)"
 
 
@@ -162,7 +163,7 @@ def _layerwise(args, opts) -> int:
     a, b = args.layerwise
     from pathlib import Path
     if not (Path(a).is_file() or (Path(a) / "config.json").is_file()):
-        raise BadInput(f"reference not found: {a} (a .onnx/.tflite file or a checkpoint folder)")
+        raise BadInput(f"reference not found: {a} (a .onnx/.tflite/.pte file or a checkpoint folder)")
     if not Path(b).is_file():
         raise BadInput(f"model not found: {b}")
     doc = layerwise(a, b, opts.size or (64, 64), opts.given, opts.seed, args.layer_tol, opts.threads)
@@ -180,7 +181,7 @@ def add_parsers(sub, common) -> None:
                                    "(peak RSS per runner), with parity against the PyTorch reference when "
                                    "the bundle's checkpoint is found. Exit: 0 ok, 1 parity failed, 2 bad "
                                    "input, 3 a runtime failed.")
-    b.add_argument("targets", nargs="+", metavar="TARGET", help="bundle folder or .onnx/.tflite/.mlpackage")
+    b.add_argument("targets", nargs="+", metavar="TARGET", help="bundle folder or .onnx/.tflite/.mlpackage/.pte")
     b.add_argument("--warmup_runs", "--warmup-runs", type=int, default=1, help="untimed runs after the first (1)")
     b.add_argument("--num_runs", "--num-runs", type=int, default=50, help="timed runs, at least (50)")
     b.add_argument("--min_seconds", "--min-seconds", type=float, default=0.0,
@@ -202,8 +203,9 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--reference", metavar="A", help="reference model file")
     p.add_argument("--candidate", metavar="B", help="candidate model file (same inputs as A)")
     p.add_argument("--layerwise", nargs=2, metavar=("A", "B"),
-                   help="first layer where B drifts from A: A a checkpoint folder (torch), .onnx or .tflite; "
-                        "B .onnx or .tflite (torch vs ONNX, torch vs TFLite, ONNX vs ONNX, ONNX vs TFLite)")
+                   help="first layer where B drifts from A: A a checkpoint folder (torch), .onnx, .tflite or .pte; "
+                        "B .onnx, .tflite or .pte (ExecuTorch shows only the outputs of its XNNPACK delegates "
+                        "and portable kernels, not the ops inside a delegate)")
     p.add_argument("--layer-tol", type=float, default=1e-3,
                    help="layer-wise: fail when max_abs / max|ref| exceeds this (default 1e-3)")
     _common(p)

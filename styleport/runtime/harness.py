@@ -63,7 +63,7 @@ def bare_artifact(path: Path) -> Artifact:
     fmt = format_of(path)
     if fmt is None:
         raise BadInput(f"not a model file or bundle: {path} (expected a bundle folder with {mf.MANIFEST}, "
-                       ".onnx, .tflite or .mlpackage)")
+                       ".onnx, .tflite, .mlpackage or .pte)")
     if not path.exists():
         raise BadInput(f"model not found: {path}")
     if path.is_dir() and fmt != "coreml":
@@ -352,7 +352,7 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
         info["reference_reason"] = next((a.checkpoint_reason for a in arts if a.checkpoint_reason), "")
         for model in ("predictor", "transformer"):
             cands = [a for a in arts if a.model == model and a.precision == "fp32"]
-            cands.sort(key=lambda a: ("onnx", "tflite", "coreml").index(a.format))
+            cands.sort(key=lambda a: mf.FORMATS.index(a.format))
             if cands:
                 fallback[model] = cands[0]
         if not fallback:

@@ -5,6 +5,9 @@ ONNX: every node output is added as a graph output (no type needed; ONNX Runtime
 the graph runs with optimisations off so no node is fused away.
 TFLite: the interpreter is opened with experimental_preserve_all_tensors=True (XNNPACK off) and
 each operator's outputs are read in execution order.
+ExecuTorch: an ETDump with a debug buffer (the pip runtime has the event tracer); it holds the
+outputs of each portable kernel and each XNNPACK delegate call, not the ops inside a delegate, so a
+program lowered whole to XNNPACK shows a handful of tensors (the delegates' boundaries).
 
 Matching:
   ONNX vs ONNX   by tensor name when at least half the names agree, else like ONNX vs TFLite.
@@ -81,6 +84,19 @@ def tflite_intermediates(path: Path, plan_size, given, seed, threads=None):
         return plan, canonical, tensors, plan.canonical_outputs(outs)
 
 
+def executorch_intermediates(path: Path, plan_size, given, seed, threads=None):
+    """ETDump with a debug buffer (executorch.devtools.Inspector): outputs of each portable kernel and of
+    each XNNPACK delegate call; the tensors inside a delegate are not exposed by XNNPACK."""
+    r = make_runner("executorch", path, threads=threads)
+    with r:
+        plan = IOPlan(r.input_specs(), r.output_specs(), plan_size)
+        canonical = plan.canonical_feeds(given, seed)
+        feeds = plan.feeds(canonical)
+        outs = r.run(feeds)
+        tensors = r.intermediates(feeds)
+    return plan, canonical, tensors, plan.canonical_outputs(outs)
+
+
 def _has_td(it) -> bool:
     try:
         it._get_tensor_details(0, 0)
@@ -128,7 +144,9 @@ def intermediates(path, size, given, seed, threads=None):
         return fmt, *onnx_intermediates(Path(path), size, given, seed, threads)
     if fmt == "tflite":
         return fmt, *tflite_intermediates(Path(path), size, given, seed, threads)
-    raise BadInput(f"--layerwise takes .onnx or .tflite files, not {Path(path).name}")
+    if fmt == "executorch":
+        return fmt, *executorch_intermediates(Path(path), size, given, seed, threads)
+    raise BadInput(f"--layerwise takes .onnx, .tflite or .pte files, not {Path(path).name}")
 
 
 def _floaty(a: np.ndarray) -> bool:
@@ -159,7 +177,7 @@ def match(ref_t, cand_t, ref_fmt, cand_fmt):
         common = [t for t in ref_t if t[0] in names and names[t[0]][2].shape == t[2].shape]
         if len(common) >= max(1, len(ref_t) // 2):
             return [(t, names[t[0]]) for t in common], "name"
-    conv = ref_fmt == "onnx" and cand_fmt == "tflite"
+    conv = ref_fmt in ("onnx", "executorch") and cand_fmt == "tflite"
     refs = [_to_nhwc(t[2]) if conv else t[2] for t in ref_t]
     n, m = len(refs), len(cand_t)
     # Order-preserving alignment (dynamic programming, like sequence alignment): a same-shape pair
@@ -211,7 +229,7 @@ def layerwise(ref_path, cand_path, size=(64, 64), given=None, seed=0, tol=1e-3, 
         rf, rplan, canonical, rt, rout = intermediates(ref_path, size, given, seed, threads)
         cf, cplan, _, ct, cout = intermediates(cand_path, size, canonical, seed, threads)
         pairs, how = match(rt, ct, rf, cf)
-    conv = rf in ("onnx", "torch") and cf == "tflite"
+    conv = rf in ("onnx", "torch", "executorch") and cf == "tflite"
     rows, first = [], None
     for i, (r, c) in enumerate(pairs):
         ra = _to_nhwc(r[2]) if conv else r[2]
@@ -226,10 +244,16 @@ def layerwise(ref_path, cand_path, size=(64, 64), given=None, seed=0, tol=1e-3, 
     for k in rout:
         if k in cout:
             final[k] = M.compare(rout[k], cout[k], "image" if rout[k].ndim == 4 else "vector")
-    return {"reference": str(ref_path), "candidate": str(cand_path), "matching": how, "tolerance_rel": tol,
-            "reference_tensors": len([t for t in rt if _floaty(t[2])]),
-            "candidate_tensors": len([t for t in ct if _floaty(t[2])]), "matched": len(pairs),
-            "first_failing": first, "layers": rows, "final": final}
+    doc = {"reference": str(ref_path), "candidate": str(cand_path), "matching": how, "tolerance_rel": tol,
+           "reference_tensors": len([t for t in rt if _floaty(t[2])]),
+           "candidate_tensors": len([t for t in ct if _floaty(t[2])]), "matched": len(pairs),
+           "first_failing": first, "layers": rows, "final": final}
+    if "executorch" in (rf, cf):
+        doc["note"] = ("ExecuTorch shows only the outputs of its XNNPACK delegates and portable kernels" + (
+            "; with a checkpoint as reference they have no leaf-module partner where a delegate ends on a "
+            "residual add or the output sigmoid, so such pairs are wrong: compare against the .onnx of the "
+            "same network instead" if rf == "torch" else ""))
+    return doc
 
 
 def _short(name: str, n: int = 40) -> str:
@@ -260,6 +284,8 @@ def render(doc: dict, limit: int = 60) -> str:
     else:
         lines.append(f"first layer over tolerance: #{first['index']} {first['reference']} ({first['ref_op']}) "
                      f"~ {_short(first['candidate'], 80)}: rel {f(first['rel'], '.3g')}")
+    if doc.get("note"):
+        lines.append(f"note: {doc['note']}")
     return "\n".join(lines)
 
 

@@ -84,8 +84,8 @@ def compare(ref: np.ndarray, cand: np.ndarray, kind: str = "image") -> dict:
 # ---- tolerances ---------------------------------------------------------------------------------
 
 def default_tolerance(model: str, fmt: str, precision: str, runtime: str | None = None) -> dict:
-    """Defaults per precision. Images: fp32 max_abs <= 1e-4 (ONNX Runtime, torch) or 1e-3 (LiteRT,
-    CoreML); fp16 PSNR >= 45 dB; int8 PSNR >= 30 dB. Bottleneck (predictor): cosine and SNR, no PSNR.
+    """Defaults per precision. Images: fp32 max_abs <= 1e-4 (ONNX Runtime, torch, ExecuTorch) or 1e-3
+    (LiteRT, CoreML); fp16 PSNR >= 45 dB; int8 PSNR >= 30 dB. Bottleneck (predictor): cosine and SNR, no PSNR.
     The chained pipeline gets ten times the fp32 slack and 5 dB less for fp16/int8 (errors compound)."""
     precision = precision or "fp32"
     if model == "predictor":
@@ -93,7 +93,7 @@ def default_tolerance(model: str, fmt: str, precision: str, runtime: str | None 
                 "fp16": {"snr_db": 35.0, "cosine": 0.999},
                 "int8": {"snr_db": 15.0, "cosine": 0.98}}.get(precision, {"snr_db": 15.0})
     if precision == "fp32":
-        tight = fmt in ("onnx", "pytorch") or runtime in ("onnxruntime", "torch")
+        tight = fmt in ("onnx", "pytorch", "executorch") or runtime in ("onnxruntime", "torch", "executorch")
         tol = {"max_abs": 1e-4 if tight else 1e-3}
         if model == "pipeline":
             tol["max_abs"] *= 10

@@ -24,6 +24,7 @@ RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "coreml": ("styleport.runtime.coreml_runner", "CoreMLRunner", ("coreml",)),
     "coreml-mil": ("styleport.runtime.coreml_mil", "CoreMLMilRunner", ("coreml",)),
     "torch": ("styleport.runtime.torch_runner", "TorchRunner", ("pytorch",)),
+    "executorch": ("styleport.runtime.executorch_runner", "ExecuTorchRunner", ("executorch",)),
 }
 
 # Runtimes tried for a format when --runtimes is not given, in order.
@@ -32,12 +33,14 @@ DEFAULTS: dict[str, list[str]] = {
     "tflite": ["litert"],
     "coreml": ["coreml", "coreml-mil"],
     "pytorch": ["torch"],
+    "executorch": ["executorch"],
 }
 
 ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "tflite": "litert", "ai-edge-litert": "litert",
-           "pytorch": "torch", "mil": "coreml-mil"}
+           "pytorch": "torch", "mil": "coreml-mil", "et": "executorch"}
 
-FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml"}
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml",
+                    ".pte": "executorch"}
 
 
 def register_runner(name: str, target: str | type, formats: tuple[str, ...], default: bool = True) -> None:
