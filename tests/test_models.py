@@ -74,6 +74,11 @@ def test_ghiasi_param_counts_exact():
     assert count_params(m.transformer) == 1_679_235 - 3_200 - 1_603 + 2 * 224 + 100 * 2758 + 2758
 
 
+def test_upsample_deconv_is_exact():
+    x = torch.randn(2, 5, 7, 9)
+    assert torch.equal(layers.upsample_nearest_deconv(x, 2), torch.nn.functional.interpolate(x, scale_factor=2))
+
+
 @pytest.mark.parametrize("hw", [(17, 23), (32, 32)])
 def test_reflect_pad_forms_agree(hw):
     x = torch.randn(2, 3, *hw)
@@ -93,9 +98,12 @@ def test_norm_forms_agree():
             b = net(x, params)
         with layers.forms(net, pad="slices", norm="meanvar"):
             d = net(x, params)
+        with layers.forms(net, pad="slices", norm="scaled", upsample="deconv"):
+            e = net(x, params)
         c = net(x, params)
     torch.testing.assert_close(a, b, atol=2e-5, rtol=0)
     assert torch.equal(b, d)  # the two slice forms pad identically
+    torch.testing.assert_close(a, e, atol=2e-5, rtol=0)
     assert torch.equal(a, c)  # forms restored
 
 

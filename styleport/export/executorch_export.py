@@ -2,10 +2,11 @@
 
 ``torch.export.export`` -> ``to_edge_transform_and_lower(partitioner=[XnnpackPartitioner()])`` ->
 ``to_executorch()``. The network is written in the forms XNNPACK takes whole (export/wrappers.py:
-reflection pad as one-pixel slices + concat, instance norm as mean/variance), so one delegate runs
-nearly all of it; what stays on ExecuTorch's portable CPU kernels is counted in the manifest
-(``delegation``: delegated vs non-delegated ops, per op, and the number of delegate subgraphs; the
-``getitem`` nodes that unpack a delegate's outputs are not ops and are not counted).
+reflection pad as one-pixel slices + concat, instance norm as mean/variance with gamma folded into
+the scale, nearest upsample as an identity transposed conv), so one delegate runs all of it; what
+would stay on ExecuTorch's portable CPU kernels is counted in the manifest (``delegation``:
+delegated vs non-delegated ops, per op, and the number of delegate subgraphs; the ``getitem`` nodes
+that unpack a delegate's outputs are not ops and are not counted).
 
 I/O: NCHW float32, as ONNX and CoreML. A program's inputs are positional, so the names travel in
 the file as constant methods, like a TFLite signature: ``input_names`` and ``output_names`` return
@@ -13,7 +14,9 @@ the bundle's names (``content_image``, ``style_bottleneck`` -> ``stylized_image`
 returns "NCHW". Fixed shapes per file (as TFLite).
 
 Precisions: fp32; fp16 (the module runs in half precision between a cast of each input and a cast
-of the output back to float32, so the app still passes and gets float32; see ``FP16_NOTE``); int8
+of the output back to float32, so the app still passes and gets float32; ExecuTorch 1.5.1's XNNPACK
+serializer stores conv weights as fp32 even in an fp16 graph (op_conv2d: force_fp32), so the file
+shrinks little, and x86 CPUs without fp16 arithmetic run it slower than fp32: see FP16_NOTE); int8
 comes from styleport.quantization.executorch_quant (PT2E) through :func:`lower`.
 """
 
@@ -33,6 +36,9 @@ BASE = "module"
 DYNAMIC = False
 LAYOUT = "NCHW"
 BACKEND = "XnnpackBackend"
+FP16_NOTE = ("float16 compute inside the XNNPACK delegate, float32 I/O (casts at the edges); conv weights "
+             "are stored fp32 by ExecuTorch 1.5.1's XNNPACK serializer, so the file is ~0.8x fp32; fp16 "
+             "arithmetic is native on ARMv8.2+ phones, emulated through conversions on x86 (slower than fp32)")
 
 
 class HalfPrecision(torch.nn.Module):
@@ -59,7 +65,7 @@ def export(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, 
     details = lower(program, path, inputs, outputs)
     details["precision"] = opts.precision
     if opts.precision == "fp16":
-        details["fp16"] = "float16 weights and compute inside the delegate, float32 I/O (casts at the edges)"
+        details["fp16"] = FP16_NOTE
     return details
 
 

@@ -5,7 +5,7 @@
 | onnx   | NCHW   | F.pad reflect, F.instance_norm (native ops)  |                                    |
 | coreml | NCHW   | F.pad reflect, F.instance_norm (native ops)  |                                    |
 | tflite | NHWC   | slice+flip+concat pad, mean/var norm         | channels-last tail: no TRANSPOSE   |
-| executorch | NCHW | one-pixel slices+concat pad, mean/var norm  | all in XNNPACK but 2 nearest upsamples |
+| executorch | NCHW | one-pixel slices+concat pad, "scaled" norm, identity-deconv upsample | one XNNPACK delegate |
 
 I/O names (the bundle contract): ``content_image``, ``style_image``, ``style_bottleneck`` /
 ``style_weights``, ``stylized_image``; the predictor's output is ``style_bottleneck``.
@@ -23,7 +23,8 @@ from styleport.models.arbitrary import BOTTLENECK
 from styleport.models.layers import set_forms
 
 FORMS = {"onnx": ("native", "native"), "coreml": ("native", "native"), "tflite": ("cat", "meanvar"),
-         "executorch": ("slices", "meanvar")}
+         "executorch": ("slices", "scaled")}
+UPSAMPLE = {"executorch": "deconv"}  # nearest-upsample form where not F.interpolate (models/layers.py)
 LAYOUT = {"onnx": "NCHW", "coreml": "NCHW", "tflite": "NHWC", "executorch": "NCHW"}
 
 
@@ -86,7 +87,7 @@ def export_module(model: nn.Module, network: str, fmt: str) -> nn.Module:
     """A deep copy of ``model``'s ``network`` wrapped for ``fmt`` (forms switched, eval mode)."""
     model = copy.deepcopy(model).eval()
     pad, norm = FORMS[fmt]
-    set_forms(model, pad=pad, norm=norm)
+    set_forms(model, pad=pad, norm=norm, upsample=UPSAMPLE.get(fmt))
     nhwc = LAYOUT[fmt] == "NHWC"
     if network == "predictor":
         return Predictor(model, nhwc).eval()

@@ -5,7 +5,10 @@ Two ops have more than one equivalent way to be written, and each exporter wants
 slice+flip+concat, which TFLite runs faster than MIRROR_PAD, or one-pixel slices + concat with no
 flip, which ExecuTorch's XNNPACK backend takes whole: it has no reflect pad and no flip) and
 instance norm (``F.instance_norm`` -> the native ONNX/CoreML op, or mean/variance, which
-litert-torch lowers without transposes and XNNPACK runs without leaving the delegate).
+litert-torch lowers without transposes and XNNPACK runs without leaving the delegate, or "scaled":
+mean/variance with gamma folded into the per-channel scale, two full-size passes fewer), and the
+nearest x2 upsample (``F.interpolate`` or "deconv": a stride-2 transposed conv with an identity
+2x2 kernel, exact, which XNNPACK runs where it has no nearest resize).
 Every module reads its form from a module attribute, set for a whole network with :func:`set_forms`.
 The forms compute the same numbers; tests check that.
 """
@@ -19,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 PAD_FORMS = ("native", "cat", "slices")
-NORM_FORMS = ("native", "meanvar")
+NORM_FORMS = ("native", "meanvar", "scaled")
+UPSAMPLE_FORMS = ("native", "deconv")
 IN_EPS = 1e-5
 
 
@@ -73,6 +77,27 @@ def instance_norm(x: torch.Tensor, form: str, eps: float = IN_EPS) -> torch.Tens
     return F.instance_norm(x, eps=eps)
 
 
+def affine_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, form: str,
+                         eps: float = IN_EPS) -> torch.Tensor:
+    """gamma * normalised x + beta (gamma, beta broadcastable to [B,C,1,1]). "scaled" computes
+    d = x - mean; d * (gamma * rsqrt(var + eps)) + beta: the same numbers to rounding, with the
+    per-channel factors multiplied first instead of two more full-size multiplies."""
+    if form == "scaled":
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        d = x - mean
+        var = d.square().mean(dim=(2, 3), keepdim=True)
+        return d * (gamma * torch.rsqrt(var + eps)) + beta
+    return instance_norm(x, form, eps) * gamma + beta
+
+
+def upsample_nearest_deconv(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """Nearest-neighbour upsampling as a transposed conv (stride = kernel = factor) whose kernel is
+    the identity on channels: every output is one input times 1.0 plus zeros, so exactly equal."""
+    c = x.shape[1]
+    w = torch.eye(c, dtype=x.dtype, device=x.device).reshape(c, c, 1, 1).expand(c, c, factor, factor)
+    return F.conv_transpose2d(x, w.contiguous(), stride=factor)
+
+
 class InstanceNorm(nn.Module):
     """Instance norm with a learned per-channel affine (key names as torch.nn.InstanceNorm2d)."""
 
@@ -84,7 +109,7 @@ class InstanceNorm(nn.Module):
         self.form = "native"
 
     def forward(self, x):
-        return instance_norm(x, self.form, self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
+        return affine_instance_norm(x, self.weight[:, None, None], self.bias[:, None, None], self.form, self.eps)
 
 
 class CondInstanceNorm(nn.Module):
@@ -101,7 +126,7 @@ class CondInstanceNorm(nn.Module):
         self.form = "native"
 
     def forward(self, x, gamma, beta):
-        return instance_norm(x, self.form, self.eps) * gamma[:, :, None, None] + beta[:, :, None, None]
+        return affine_instance_norm(x, gamma[:, :, None, None], beta[:, :, None, None], self.form, self.eps)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module | None:
@@ -124,32 +149,40 @@ class ConvLayer(nn.Module):
         self.upsample = upsample
         self.reflection_pad = ReflectPad(kernel // 2)
         self.conv2d = nn.Conv2d(cin, cout, kernel, stride, bias=bias)
+        self.form = "native"  # of the upsample (UPSAMPLE_FORMS)
 
     def forward(self, x):
         if self.upsample > 1:
-            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+            x = (upsample_nearest_deconv(x, self.upsample) if self.form == "deconv"
+                 else F.interpolate(x, scale_factor=self.upsample, mode="nearest"))
         return self.conv2d(self.reflection_pad(x))
 
 
-def set_forms(module: nn.Module, pad: str | None = None, norm: str | None = None) -> nn.Module:
-    """Switch every ReflectPad / (Cond)InstanceNorm in ``module`` to the given forms (in place)."""
+def set_forms(module: nn.Module, pad: str | None = None, norm: str | None = None,
+              upsample: str | None = None) -> nn.Module:
+    """Switch every ReflectPad / (Cond)InstanceNorm / upsampling ConvLayer in ``module`` to the given
+    forms (in place)."""
     if pad is not None and pad not in PAD_FORMS:
         raise ValueError(f"pad form {pad!r} not in {PAD_FORMS}")
     if norm is not None and norm not in NORM_FORMS:
         raise ValueError(f"norm form {norm!r} not in {NORM_FORMS}")
+    if upsample is not None and upsample not in UPSAMPLE_FORMS:
+        raise ValueError(f"upsample form {upsample!r} not in {UPSAMPLE_FORMS}")
     for m in module.modules():
         if pad is not None and isinstance(m, ReflectPad):
             m.form = pad
         if norm is not None and isinstance(m, (InstanceNorm, CondInstanceNorm)):
             m.form = norm
+        if upsample is not None and isinstance(m, ConvLayer):
+            m.form = upsample
     return module
 
 
 @contextlib.contextmanager
-def forms(module: nn.Module, pad: str | None = None, norm: str | None = None):
+def forms(module: nn.Module, pad: str | None = None, norm: str | None = None, upsample: str | None = None):
     """Temporarily switch forms, restoring the previous ones afterwards."""
     saved = [(m, m.form) for m in module.modules() if hasattr(m, "form")]
-    set_forms(module, pad, norm)
+    set_forms(module, pad, norm, upsample)
     try:
         yield module
     finally:
