@@ -1,0 +1,216 @@
+"""ExecuTorch (issue 17): export -> parity -> bench of .pte files on a tiny model, inspect, a bare .pte
+against the ONNX of the same network, int8 through PT2E, per-op profile and layer-wise outputs.
+Real executorch runtime (the pip wheel), no mocks. Google's trained weights only when
+../shared/data is present."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import MAGENTA, SHARED, assert_one_line_error, run_cli
+from styleport.models.checkpoint import load_checkpoint, save_checkpoint
+from styleport.models.presets import build, default_config
+
+pytest.importorskip("executorch.runtime")
+
+
+@pytest.fixture(scope="module")
+def et_bundle(tmp_path_factory):
+    """A tiny magenta-mobile (predictor + transformer) exported to ExecuTorch fp32 + int8 and ONNX fp32
+    through the CLI, int8 calibrated on procedural images."""
+    tmp = tmp_path_factory.mktemp("et")
+    cfg = default_config("magenta-mobile", width=0.25)
+    torch.manual_seed(3)
+    model = build(cfg).eval()
+    with torch.no_grad():  # away from init so the norms' gammas/betas matter
+        for p in model.transformer.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    ck = save_checkpoint(model, cfg, tmp / "ck")
+    out = tmp / "bundle"
+    p = run_cli("export", ck, "--out", out, "--formats", "executorch,onnx", "--precisions", "fp32,int8",
+                "--size", "48", "--style-size", "64", "--calib-synthetic", "--calib-count", "3", "--no-variants",
+                "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    return ck, out, json.loads((out / "manifest.json").read_text())
+
+
+def _art(man, net, fmt, prec):
+    (a,) = [a for a in man["artifacts"] if (a["model"], a["format"], a["precision"]) == (net, fmt, prec)
+            and not a.get("variant")]
+    return a
+
+
+def test_format_tables_agree():
+    from styleport.export.formats import FORMATS, exporter
+    from styleport.export.wrappers import FORMS, LAYOUT
+    from styleport.manifest import FORMATS as MANIFEST_FORMATS
+    from styleport.runtime.registry import DEFAULTS, FORMAT_OF_SUFFIX
+    assert tuple(FORMATS) == MANIFEST_FORMATS
+    for fmt in FORMATS:
+        mod = exporter(fmt)
+        assert mod.EXT.startswith(".") and "fp32" in mod.NATIVE and mod.BASE in ("file", "module")
+        assert callable(mod.export) and callable(mod.check)
+        assert fmt in FORMS and fmt in LAYOUT and DEFAULTS[fmt]
+        assert FORMAT_OF_SUFFIX[mod.EXT] == fmt
+
+
+def test_export_manifest_delegation_and_fp32_check(et_bundle):
+    ck, out, man = et_bundle
+    for net in ("predictor", "transformer"):
+        a = _art(man, net, "executorch", "fp32")
+        assert a["path"] == f"executorch/{net}.fp32.pte" and (out / a["path"]).is_file()
+        d = a["details"]
+        assert d["backend"] == "XnnpackBackend" and d["layout"] == "NCHW"
+        assert d["check"]["runtime"] == "executorch" and d["check"]["max_abs_vs_torch"] <= 1e-4
+        dl = d["delegation"]
+        assert dl["delegated_ops"] > 50
+        assert a["inputs"][0]["layout"] == "NCHW" and a["inputs"][0]["shape"][1] == 3
+    # both networks run whole in one XNNPACK delegate (pad, norm and upsample forms of wrappers.py)
+    for net in ("predictor", "transformer"):
+        for prec in ("fp32", "int8"):
+            d = _art(man, net, "executorch", prec)["details"]["delegation"]
+            assert d["non_delegated_ops"] == 0 and d["delegated_subgraphs"] == 1, (net, prec, d)
+    assert [s["name"] for s in _art(man, "transformer", "executorch", "fp32")["inputs"]] == \
+        ["content_image", "style_bottleneck"]
+    q = _art(man, "transformer", "executorch", "int8")["details"]
+    assert q["ops"]["quantized"].get("Conv2d", 0) >= 10
+    assert q["ops"]["float"].get("ReciprocalSquareRoot", 0) >= 1  # instance norm stays float
+    assert q["calibration"] and "synthetic" in json.dumps(q["calibration"])
+
+
+def test_parity_and_bench_of_the_bundle(et_bundle, tmp_path):
+    ck, out, man = et_bundle
+    p = run_cli("parity", out, "--runtimes", "executorch", "--json", tmp_path / "p.json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    checks = {c["name"]: c for c in json.loads((tmp_path / "p.json").read_text())["checks"]}
+    t32 = checks["transformer/executorch/fp32@executorch"]
+    assert t32["status"] == "pass" and t32["metrics"]["stylized_image"]["max_abs"] <= 1e-4
+    assert checks["pipeline/executorch/int8@executorch"]["status"] == "pass"
+    assert checks["transformer/executorch/int8@executorch"]["metrics"]["stylized_image"]["psnr_db"] >= 30
+    p = run_cli("bench", out, "--runtimes", "executorch", "--num_runs", "3", "--warmup_runs", "0", "--threads", "1",
+                "--json", tmp_path / "b.json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert {(r["model"], r["precision"]) for r in rows} == {(n, q) for n in ("predictor", "transformer")
+                                                            for q in ("fp32", "int8")}
+    for r in rows:
+        assert r["status"] == "ok" and r["runtime"] == "executorch" and r["latency_ms"]["p50"] > 0
+        assert r["settings"]["threadpool"] == 1  # --threads reached XNNPACK's pool
+        assert r["parity"]["pass"], r
+    assert {r["precision"] for r in rows if r["model"] == "transformer"} == {"fp32", "int8"}
+
+
+def test_inspect_pte(et_bundle):
+    ck, out, man = et_bundle
+    p = run_cli("inspect", out / "executorch" / "transformer.fp32.pte", "--json")
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    assert info["format"] == "executorch"
+    assert info["file_bytes"] == (out / "executorch/transformer.fp32.pte").stat().st_size
+    assert [i["name"] for i in info["inputs"]] == ["content_image", "style_bottleneck"]
+    assert info["inputs"][0]["shape"] == [1, 3, 48, 48] and info["outputs"][0]["name"] == "stylized_image"
+    assert {"forward", "input_names", "output_names", "layout"} <= set(info["methods"])
+    d = info["delegation"]
+    assert d["delegated_ops"] > 50 and d["non_delegated_ops"] == 0 and d["delegates"][0]["backend"] == "XnnpackBackend"
+    assert info["op_histogram"]["xnnpack:Conv2d"] == 16 and info["op_histogram"]["xnnpack:ConvTranspose2d"] == 2
+    assert info["precision"] == "fp32"
+    model_params = sum(t.numel() for t in load_checkpoint(ck)[0].transformer.parameters())
+    assert model_params <= info["params"] <= model_params * 1.01 + 200
+    p = run_cli("inspect", out / "executorch" / "transformer.int8.pte", "--json")
+    q = json.loads(p.stdout)
+    assert q["precision"] == "int8" and q["weight_dtypes"].get("int8", 0) > 0.5 * model_params
+    p = run_cli("inspect", out / "executorch" / "transformer.fp32.pte")
+    assert p.returncode == 0 and "delegated ops" in p.stdout
+
+
+def test_bare_pte_against_onnx_of_the_same_network(et_bundle, tmp_path):
+    ck, out, man = et_bundle
+    pte = tmp_path / "anon.pte"  # a bare file, no manifest beside it
+    pte.write_bytes((out / "executorch/transformer.fp32.pte").read_bytes())
+    p = run_cli("parity", "--reference", out / "onnx/transformer.fp32.onnx", "--candidate", pte,
+                "--json", tmp_path / "p.json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    (c,) = json.loads((tmp_path / "p.json").read_text())["checks"]
+    assert c["format"] == "executorch" and c["metrics"]["stylized_image"]["max_abs"] <= 1e-4
+    p = run_cli("bench", pte, "--num_runs", "2", "--json", tmp_path / "b.json")
+    assert p.returncode == 0, p.stderr
+    (r,) = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert r["format"] == "executorch" and r["input_size"] == [48, 48] and r["parity"] is None
+
+
+def test_bad_pte_files_one_line(tmp_path):
+    bad = tmp_path / "bad.pte"
+    bad.write_bytes(b"\x00" * 64)
+    assert_one_line_error(run_cli("inspect", bad), 2, "ExecuTorch")
+    p = run_cli("bench", bad, "--num_runs", "1")
+    assert p.returncode == 3 and "Traceback" not in p.stderr and "bad.pte" in p.stderr
+
+
+def test_profile_and_layerwise_through_etdump(et_bundle):
+    from styleport.runtime.layerwise import layerwise
+    from styleport.runtime.registry import make_runner
+    ck, out, man = et_bundle
+    path = out / "executorch/transformer.fp32.pte"
+    feeds = {"content_image": np.random.default_rng(0).random((1, 3, 48, 48), dtype=np.float32),
+             "style_bottleneck": np.zeros((1, 100, 1, 1), np.float32)}
+    with make_runner("executorch", path, threads=1) as r:
+        prof = r.profile(feeds, runs=2)
+    ops = {row["op"]: row for row in prof["by_op_type"]}
+    assert prof["runtime"] == "executorch" and prof["runs"] == 2 and prof["total_ms"] > 0
+    assert any(o.startswith("Convolution") for o in ops) and any(o.startswith("Deconvolution") for o in ops)
+    assert sum(row["ms"] for row in prof["by_op_type"]) == pytest.approx(prof["total_ms"], rel=0.02)
+    assert prof["slowest_nodes"][0]["ms"] >= prof["slowest_nodes"][-1]["ms"]
+    # one delegate: the ETDump holds its output only, which matches the ONNX network's last tensor
+    doc = layerwise(out / "onnx/transformer.fp32.onnx", path, (48, 48), None, 0, 1e-3)
+    assert doc["candidate_tensors"] >= 1 and doc["matched"] >= 1 and "delegates" in doc["note"]
+    assert doc["first_failing"] is None, doc["first_failing"]
+    assert doc["final"]["stylized_image"]["max_abs"] <= 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MAGENTA / "style_transfer_f16_384.tflite").exists() or not (SHARED / "images").exists(),
+                    reason="../shared/data (Google's Magenta files and images) absent")
+def test_google_weights_int8_and_fp16(tmp_path):
+    """Google's transfer network, 256² content, calibrated on scikit-image's sample images that are not
+    held out, measured on the held-out photos x paintings: int8 >= 30 dB, fp16 >= 45 dB."""
+    from pathlib import Path
+
+    import skimage
+
+    from styleport.export.formats import ExportOptions
+    from styleport.export.executorch_export import export
+    from styleport.export.wrappers import export_module, io_spec
+    from styleport.models.importers import magenta_from_tflite
+    from styleport.quantization import make_variant
+    from styleport.quantization.report import evaluate
+    model, _ = magenta_from_tflite(MAGENTA / "style_predict_quantized_256.tflite",
+                                   MAGENTA / "style_transfer_f16_384.tflite")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    held = {"astronaut", "chelsea", "coffee", "rocket"}
+    for f in sorted((Path(skimage.__file__).parent / "data").iterdir()):
+        if f.suffix in (".png", ".jpg") and f.stem not in held and "GRAY" not in f.stem:
+            (calib / f.name).write_bytes(f.read_bytes())
+    module = export_module(model, "transformer", "executorch")
+    inputs, outputs, sample = io_spec(model, "transformer", "executorch", (256, 256), 256)
+    arts = []
+    for prec in ("fp16", "int8"):
+        p = tmp_path / f"t.{prec}.pte"
+        if prec == "fp16":
+            export(module, sample, inputs, outputs, p, ExportOptions(precision="fp16"))
+        else:
+            make_variant("executorch", "int8", None, p, module=module, model=model, network="transformer",
+                         inputs=inputs, outputs=outputs, sample=sample,
+                         calibration={"content": str(calib), "style": str(calib), "count": 8, "variants": False})
+        arts.append({"model": "transformer", "format": "executorch", "precision": prec, "path": p.name,
+                     "bytes": p.stat().st_size, "inputs": inputs})
+    doc = evaluate(arts, tmp_path, model, (256, 256), 256,
+                   {"eval_content": SHARED / "images" / "content", "eval_style": SHARED / "images" / "style"})
+    got = {r["precision"]: r for r in doc["results"]}
+    print({k: (r.get("psnr_db"), r.get("psnr_min_db"), r["bytes"]) for k, r in got.items()})
+    assert got["fp16"]["psnr_db"] >= 45
+    assert got["int8"]["psnr_db"] >= 30 and got["int8"]["psnr_min_db"] >= 30
