@@ -148,12 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the main job, offline: stylise, export, check parity and latency, report",
                        description="End to end on the embedded default model: stylise sample images, export "
-                                   "ONNX/TFLite/CoreML at fp32/fp16/int8, run parity and latency for every "
+                                   "ONNX/TFLite/CoreML/ExecuTorch at fp32/fp16/int8, run parity and latency for every "
                                    "artefact that can run here, write report.html, report.json and junit.xml.")
     d.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     d.add_argument("--quick", action="store_true", help="reduced sizes and runs (used by the tests)")
     d.add_argument("--checkpoint", metavar="CKPT", help="use this arbitrary-style checkpoint instead of the default")
-    d.add_argument("--formats", default="onnx,tflite,coreml", help="formats to export (default all three)")
+    d.add_argument("--formats", default="onnx,tflite,coreml,executorch", help="formats to export (default all four)")
     d.add_argument("--precisions", default="fp32,fp16,int8", help="precisions to export (default fp32,fp16,int8)")
     d.add_argument("--num_runs", type=int, default=None, help="timed runs per artefact (default 10; quick 3)")
     d.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")

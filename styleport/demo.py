@@ -3,9 +3,10 @@
 1. load the embedded default ``magenta-mobile`` model (styleport/assets, see MODEL_CARD.md);
 2. stylise sample images (the project's procedural scene and scikit-image's own sample photos;
    ../shared/data paintings when that folder exists) with several styles at two strengths;
-3. export ONNX, TFLite and CoreML at fp32, fp16 and int8 (int8 calibrated on the demo's images);
+3. export ONNX, TFLite, CoreML and ExecuTorch at fp32, fp16 and int8 (int8 calibrated on the demo's
+   images);
 4. run parity (against PyTorch) and latency for every artefact that can run here (CoreML through
-   the coreml-mil reference interpreter on Linux);
+   the coreml-mil reference interpreter on Linux, ExecuTorch through its own runtime);
 5. write report.html (self-contained), report.json and junit.xml, and print a summary.
 """
 
@@ -50,7 +51,8 @@ def sample_sets(quick: bool, shared: Path | None = None) -> tuple[dict, dict]:
     return contents, styles
 
 
-def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None, formats=("onnx", "tflite", "coreml"),
+def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
+             formats=("onnx", "tflite", "coreml", "executorch"),
              precisions=("fp32", "fp16", "int8"), num_runs: int | None = None, threads: int = 2) -> int:
     from styleport.export.bundle import export_bundle
     from styleport.images import pil_to_tensor
@@ -127,7 +129,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None, form
     checks, pinfo = bundle_parity(arts, Options(threads=threads, given=given))
     # coreml-mil is a numpy reference interpreter: its timing says nothing about Core ML, so it is not
     # benchmarked (real Core ML is, on macOS).
-    timed = ["onnxruntime", "litert", "coreml", "torch"]
+    timed = ["onnxruntime", "litert", "coreml", "executorch", "torch"]
     _say(f"latency: {runs} runs after warmup, {threads} threads, one worker process per artefact "
          f"({', '.join(timed)}; coreml-mil is not timed)")
     results, bchecks = bench(arts, BenchOptions(runtimes=timed, threads=threads, given=given, warmup_runs=1,

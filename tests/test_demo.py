@@ -46,12 +46,15 @@ def test_demo_quick_report_has_every_section(tmp_path):
     assert len(inline) >= 3  # latency chart, size chart, at least one error heatmap
     doc = json.loads((out / "report.json").read_text())
     formats = {(a["format"], a["precision"]) for a in doc["artifacts"]}
-    assert formats == {(f, p) for f in ("onnx", "tflite", "coreml") for p in ("fp32", "fp16", "int8")}
+    assert formats == {(f, p) for f in ("onnx", "tflite", "coreml", "executorch") for p in ("fp32", "fp16", "int8")}
     ran = {(c["format"], c["precision"]) for c in doc["compare"] if c.get("file")}
     assert ("onnx", "int8") in ran and ("tflite", "int8") in ran and ("coreml", "fp32") in ran
+    assert ("executorch", "int8") in ran
     statuses = {c["name"]: c["status"] for c in doc["checks"]}
     assert statuses["transformer/onnx/fp32@onnxruntime"] == "pass"
     assert statuses["transformer/coreml/fp32@coreml-mil"] == "pass"
+    assert statuses["transformer/executorch/fp32@executorch"] == "pass"
+    assert any(r["runtime"] == "executorch" and r["latency_ms"] for r in doc["results"])
     assert any(r["latency_ms"] for r in doc["results"] if r.get("latency_ms"))
     assert len(doc["gallery"]) >= 4 and {g["strength"] for g in doc["gallery"]} == {1.0, 0.5}
     junit = (out / "junit.xml").read_text()
