@@ -160,6 +160,14 @@ def litert_call(path, threads: int, feeds: dict):
     return lambda: r.run(feeds), r
 
 
+def executorch_call(path, threads: int, feeds: dict):
+    """A zero-arg callable running the ExecuTorch program on ``feeds`` (the XNNPACK threadpool is
+    process-wide: every ExecuTorch side of one run shares it, sized by the last call)."""
+    from styleport.runtime.registry import make_runner
+    r = make_runner("executorch", path, threads=threads).open()
+    return lambda: r.run(feeds), r
+
+
 def op_hist(path) -> dict:
     from styleport.export.inspect import inspect_file
     info = inspect_file(path)

@@ -38,7 +38,7 @@ def machine_section(doc) -> list[str]:
     m = doc["machine"]
     t = m.get("tools", {})
     keep = ("python", "torch", "onnx", "onnxruntime", "onnxsim", "litert-torch", "ai-edge-litert",
-            "ai-edge-quantizer", "coremltools", "numpy")
+            "ai-edge-quantizer", "coremltools", "executorch", "torchao", "numpy")
     return [f"- CPU: {m['cpu']} ({m['arch']}), {m['cores']} cores usable {m['cores_usable']}, "
             f"{m.get('mem_total_gb', '?')} GB RAM, {m['os']}",
             "- " + ", ".join(f"{k} {t.get(k)}" for k in keep if t.get(k))]
@@ -75,6 +75,8 @@ def suite1(doc, title) -> list[str]:
           f"{len(miss['fp32'])} of {2 * n} (runtime, row) cells" + (": " + "; ".join(miss["fp32"]) if miss["fp32"] else "") + ".",
           f"Goal int8 <= {g['int8_vs_fp32']}x fp32 (same runtime): missed in {len(miss['int8'])} of {2 * n}"
           + (": " + "; ".join(miss["int8"]) if miss["int8"] else "") + ". Bold = goal missed.", ""]
+    if any("executorch/fp32" in r["latency"] for r in doc["rows"]):
+        L += executorch_table(doc)
     if doc.get("op_histograms"):
         L += ["Op histograms of the exported transformers (first size; top ops, Transpose count):", "",
               "| preset | artefact | ops | Transpose | top ops |", "|---|---|---|---|---|"]
@@ -82,6 +84,38 @@ def suite1(doc, title) -> list[str]:
             for k, v in h.items():
                 L.append(f"| {preset} | {k} | {sum(v['ops'].values())} | {v['transpose']} | {_top(v['ops'])} |")
         L.append("")
+    return L
+
+
+def executorch_table(doc) -> list[str]:
+    """ExecuTorch (XNNPACK) sides of the same interleaved rounds, against LiteRT (XNNPACK) and eager."""
+    g = doc["goals"]
+    goal_lt = g.get("executorch_fp32_vs_litert_fp32", 1.1)
+    L = [f"ExecuTorch (XNNPACK delegate; int8 = PT2E static on conv, dynamic on the style head, norm float), "
+         "same rounds as above:", "",
+         "| preset | size | thr | ET fp32 | ET fp16 | ET int8 | ET fp32/LiteRT fp32 | ET int8/ET fp32 | "
+         "ET fp32/eager | load 1-min |", "|---|---|---|---|---|---|---|---|---|---|"]
+    miss = []
+    for r in doc["rows"]:
+        lat, ra = r["latency"], r["ratios"]
+        if "executorch/fp32" not in lat:
+            continue
+        cells = [r["preset"], f"{r['size']}²", str(r["threads"])] + [_ms(lat[f"executorch/{p}"])
+                                                                    for p in ("fp32", "fp16", "int8")]
+        for key, goal in (("executorch/fp32 vs litert/fp32", goal_lt), ("executorch/int8 vs executorch/fp32",
+                                                                        g["int8_vs_fp32"]),
+                          ("executorch/fp32 vs torch", g["exported_fp32_vs_eager"])):
+            if key not in ra:
+                cells.append("-")
+                continue
+            ok = ra[key]["paired_median"] <= goal
+            cells.append(("" if ok else "**") + _r(ra[key]) + ("" if ok else "**"))
+            if not ok:
+                miss.append(f"{r['preset']} {r['size']}² {r['threads']}t {key} {ra[key]['paired_median']:.2f}")
+        cells.append(_la(r["loadavg"]))
+        L.append("| " + " | ".join(cells) + " |")
+    L += ["", f"Goals: ExecuTorch fp32 <= {goal_lt}x LiteRT fp32, int8 <= {g['int8_vs_fp32']}x its fp32, fp32 <= "
+          f"{g['exported_fp32_vs_eager']}x eager; missed: " + ("; ".join(miss) if miss else "none") + ".", ""]
     return L
 
 
