@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image")
     st.add_argument("--bundle", metavar="DIR", help="exported bundle to run")
     st.add_argument("--runtime", default="onnxruntime", help="with --bundle: onnxruntime, litert, coreml, "
-                                                             "coreml-mil (default onnxruntime)")
+                                                             "coreml-mil, executorch (default onnxruntime)")
     st.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"), help="with --bundle")
     st.add_argument("--checkpoint", metavar="CKPT", help="checkpoint folder (PyTorch)")
     st.add_argument("--strength", type=float, default=1.0, help="style strength in [0, 1] (default 1)")
