@@ -142,6 +142,28 @@ def test_bare_pte_against_onnx_of_the_same_network(et_bundle, tmp_path):
     assert r["format"] == "executorch" and r["input_size"] == [48, 48] and r["parity"] is None
 
 
+def test_dynamic_int8_without_calibration_runs(et_bundle, tmp_path):
+    """No calibration set: the plain int8 is dynamic. The predictor's 3-channel first conv stays
+    float (XNNPACK cannot run it dynamically quantized); every other conv is int8 and the program runs."""
+    from styleport.export.wrappers import export_module, io_spec
+    from styleport.quantization import make_variant
+    ck, out, man = et_bundle
+    model = load_checkpoint(ck)[0]
+    module = export_module(model, "predictor", "executorch")
+    inputs, outputs, sample = io_spec(model, "predictor", "executorch", (48, 48), 64)
+    d = make_variant("executorch", "int8", None, tmp_path / "p.int8.pte", module=module, model=model,
+                     network="predictor", inputs=inputs, outputs=outputs, sample=sample, calibration=None)
+    assert "dynamic" in d["method"] and d["calibration"] is None
+    assert d["ops"]["quantized"]["Conv2d"] >= 10 and d["ops"]["float"]["Conv2d"] == 1
+    with torch.no_grad():
+        ref = module(*sample).numpy()
+    from styleport.runtime.registry import make_runner
+    with make_runner("executorch", tmp_path / "p.int8.pte") as r:
+        got = r.run({"style_image": sample[0].numpy()})["style_bottleneck"]
+    cos = float((ref * got).sum() / np.linalg.norm(ref) / np.linalg.norm(got))
+    assert cos > 0.95, cos
+
+
 def test_bad_pte_files_one_line(tmp_path):
     bad = tmp_path / "bad.pte"
     bad.write_bytes(b"\x00" * 64)

@@ -15,6 +15,12 @@ subtract, square, rsqrt, multiply and add (and the residual adds) run in fp32 in
 delegate; only the conv inputs/outputs cross int8. Quantizing them too (the global config) puts one
 per-tensor scale in front of the norm. The constants of the style head (26 linear maps
 concatenated) are folded first (``constant_prop_pass``) so the linear has static weights.
+
+ExecuTorch 1.5.1's XNNPACK cannot run the predictor's first conv (3 input channels, stride 2)
+dynamically quantized ("Propagating input shapes failed ... xnn_status_invalid_parameter" at the
+first run), so ``dynamic`` leaves convs with fewer than 4 input channels in float (the quantizer's
+dynamic path skips depthwise convs itself); every int8 program is run once after lowering and
+refused when it does not run.
 """
 
 from __future__ import annotations
@@ -45,7 +51,20 @@ def quantizer(kind: str):
     q = XNNPACKQuantizer()
     q.set_operator_type(torch.ops.aten.conv2d.default, conv)
     q.set_operator_type(torch.ops.aten.linear.default, dynamic)
+    if kind == "dynamic":
+        q.set_filter_function(_dynamic_ok)
     return q
+
+
+def _dynamic_ok(node) -> bool:
+    """The dynamic config leaves convs with fewer than 4 input channels in float (XNNPACK's
+    dynamically quantized conv fails on the predictor's 3-channel stride-2 first conv). The
+    annotator asks this of every node of a pattern (the conv and its weight and bias), so
+    anything that is not a conv passes."""
+    if node.target is not torch.ops.aten.conv2d.default:
+        return True
+    w = node.args[1].meta.get("val") if hasattr(node.args[1], "meta") else None
+    return not (w is not None and w.dim() == 4 and w.shape[1] < 4)
 
 
 def quantize(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, dst: Path, kind: str,
@@ -63,6 +82,7 @@ def quantize(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list
             prepared(*(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names))
         program = torch.export.export(convert_pt2e(prepared), tuple(sample))
     details = lower(program, dst, inputs, outputs)
+    _runs(dst, sample)
     details.update(precision="int8", io_dtype="float32", quantizer="torchao pt2e + XNNPACKQuantizer",
                    method=("static int8 activations (HistogramObserver) / int8 per-channel weights on conv2d; "
                            "linear dynamic int8; instance norm and adds float" if kind == "static" else
@@ -70,6 +90,21 @@ def quantize(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list
                            "instance norm and adds float"),
                    ops=op_kinds(dst))
     return details
+
+
+def _runs(path: Path, sample: tuple) -> None:
+    """Run the fresh int8 program once; a program XNNPACK cannot execute must not land in a bundle."""
+    from executorch.runtime import Runtime
+    with _quiet():
+        try:
+            out = Runtime.get().load_program(Path(path)).load_method("forward").execute(list(sample))
+            ok = bool(np.isfinite(out[0].numpy()).all())
+            why = "output holds NaN/Inf"
+        except Exception as e:  # noqa: BLE001 - the runtime raises RuntimeError with its status code
+            ok, why = False, (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if not ok:
+        Path(path).unlink(missing_ok=True)
+        raise RuntimeError(f"the int8 ExecuTorch program does not run: {why}")
 
 
 def op_kinds(path: Path) -> dict:
