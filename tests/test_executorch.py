@@ -105,10 +105,9 @@ def test_parity_and_bench_of_the_bundle(et_bundle, tmp_path):
 
 
 def test_inspect_pte(et_bundle):
+    from styleport.export.inspect import inspect_file
     ck, out, man = et_bundle
-    p = run_cli("inspect", out / "executorch" / "transformer.fp32.pte", "--json")
-    assert p.returncode == 0, p.stderr
-    info = json.loads(p.stdout)
+    info = inspect_file(out / "executorch" / "transformer.fp32.pte")  # the CLI's --json, in-process
     assert info["format"] == "executorch"
     assert info["file_bytes"] == (out / "executorch/transformer.fp32.pte").stat().st_size
     assert [i["name"] for i in info["inputs"]] == ["content_image", "style_bottleneck"]
@@ -120,8 +119,7 @@ def test_inspect_pte(et_bundle):
     assert info["precision"] == "fp32"
     model_params = sum(t.numel() for t in load_checkpoint(ck)[0].transformer.parameters())
     assert model_params <= info["params"] <= model_params * 1.01 + 200
-    p = run_cli("inspect", out / "executorch" / "transformer.int8.pte", "--json")
-    q = json.loads(p.stdout)
+    q = inspect_file(out / "executorch" / "transformer.int8.pte")
     assert q["precision"] == "int8" and q["weight_dtypes"].get("int8", 0) > 0.5 * model_params
     p = run_cli("inspect", out / "executorch" / "transformer.fp32.pte")
     assert p.returncode == 0 and "delegated ops" in p.stdout
