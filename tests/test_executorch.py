@@ -20,8 +20,8 @@ pytest.importorskip("executorch.runtime")
 
 @pytest.fixture(scope="module")
 def et_bundle(tmp_path_factory):
-    """A tiny magenta-mobile (predictor + transformer) exported to ExecuTorch fp32 + int8 and ONNX fp32
-    through the CLI, int8 calibrated on procedural images."""
+    """A tiny magenta-mobile (predictor + transformer) exported to ExecuTorch fp32 + int8 (plain: dynamic;
+    variant static, calibrated on procedural images) and ONNX fp32 + int8 through the CLI."""
     tmp = tmp_path_factory.mktemp("et")
     cfg = default_config("magenta-mobile", width=0.25)
     torch.manual_seed(3)
@@ -32,15 +32,14 @@ def et_bundle(tmp_path_factory):
     ck = save_checkpoint(model, cfg, tmp / "ck")
     out = tmp / "bundle"
     p = run_cli("export", ck, "--out", out, "--formats", "executorch,onnx", "--precisions", "fp32,int8",
-                "--size", "48", "--style-size", "64", "--calib-synthetic", "--calib-count", "3", "--no-variants",
-                "--no-progress")
+                "--size", "48", "--style-size", "64", "--calib-synthetic", "--calib-count", "3", "--no-progress")
     assert p.returncode == 0, p.stderr[-3000:]
     return ck, out, json.loads((out / "manifest.json").read_text())
 
 
-def _art(man, net, fmt, prec):
+def _art(man, net, fmt, prec, variant=None):
     (a,) = [a for a in man["artifacts"] if (a["model"], a["format"], a["precision"]) == (net, fmt, prec)
-            and not a.get("variant")]
+            and a.get("variant") == variant]
     return a
 
 
@@ -71,15 +70,19 @@ def test_export_manifest_delegation_and_fp32_check(et_bundle):
         assert a["inputs"][0]["layout"] == "NCHW" and a["inputs"][0]["shape"][1] == 3
     # both networks run whole in one XNNPACK delegate (pad, norm and upsample forms of wrappers.py)
     for net in ("predictor", "transformer"):
-        for prec in ("fp32", "int8"):
-            d = _art(man, net, "executorch", prec)["details"]["delegation"]
-            assert d["non_delegated_ops"] == 0 and d["delegated_subgraphs"] == 1, (net, prec, d)
+        for prec, var in (("fp32", None), ("int8", None), ("int8", "static")):
+            d = _art(man, net, "executorch", prec, var)["details"]["delegation"]
+            assert d["non_delegated_ops"] == 0 and d["delegated_subgraphs"] == 1, (net, prec, var, d)
     assert [s["name"] for s in _art(man, "transformer", "executorch", "fp32")["inputs"]] == \
         ["content_image", "style_bottleneck"]
-    q = _art(man, "transformer", "executorch", "int8")["details"]
+    q = _art(man, "transformer", "executorch", "int8")["details"]  # plain: dynamic, no calibration
+    assert "dynamic" in q["method"] and q["calibration"] is None
     assert q["ops"]["quantized"].get("Conv2d", 0) >= 10
     assert q["ops"]["float"].get("ReciprocalSquareRoot", 0) >= 1  # instance norm stays float
-    assert q["calibration"] and "synthetic" in json.dumps(q["calibration"])
+    s = _art(man, "transformer", "executorch", "int8", "static")["details"]
+    assert s["ops"]["quantized"].get("Conv2d", 0) == 16 and s["ops"]["quantized"].get("ConvTranspose2d") == 2
+    assert s["ops"]["float"].get("ReciprocalSquareRoot", 0) >= 1
+    assert s["calibration"] and "synthetic" in json.dumps(s["calibration"])
 
 
 def test_parity_and_bench_of_the_bundle(et_bundle, tmp_path):
@@ -90,13 +93,15 @@ def test_parity_and_bench_of_the_bundle(et_bundle, tmp_path):
     t32 = checks["transformer/executorch/fp32@executorch"]
     assert t32["status"] == "pass" and t32["metrics"]["stylized_image"]["max_abs"] <= 1e-4
     assert checks["pipeline/executorch/int8@executorch"]["status"] == "pass"
-    assert checks["transformer/executorch/int8@executorch"]["metrics"]["stylized_image"]["psnr_db"] >= 30
+    assert checks["pipeline/executorch/int8/static@executorch"]["status"] == "pass"
+    for v in ("", "/static"):
+        assert checks[f"transformer/executorch/int8{v}@executorch"]["metrics"]["stylized_image"]["psnr_db"] >= 30
     p = run_cli("bench", out, "--runtimes", "executorch", "--num_runs", "3", "--warmup_runs", "0", "--threads", "1",
                 "--json", tmp_path / "b.json")
     assert p.returncode == 0, p.stdout + p.stderr
     rows = json.loads((tmp_path / "b.json").read_text())["results"]
-    assert {(r["model"], r["precision"]) for r in rows} == {(n, q) for n in ("predictor", "transformer")
-                                                            for q in ("fp32", "int8")}
+    assert {(r["model"], r["precision"], r["variant"]) for r in rows} == {
+        (n, q, v) for n in ("predictor", "transformer") for q, v in (("fp32", None), ("int8", None), ("int8", "static"))}
     for r in rows:
         assert r["status"] == "ok" and r["runtime"] == "executorch" and r["latency_ms"]["p50"] > 0
         assert r["settings"]["threadpool"] == 1  # --threads reached XNNPACK's pool
@@ -119,7 +124,7 @@ def test_inspect_pte(et_bundle):
     assert info["precision"] == "fp32"
     model_params = sum(t.numel() for t in load_checkpoint(ck)[0].transformer.parameters())
     assert model_params <= info["params"] <= model_params * 1.01 + 200
-    q = inspect_file(out / "executorch" / "transformer.int8.pte")
+    q = inspect_file(out / "executorch" / "transformer.int8-static.pte")
     assert q["precision"] == "int8" and q["weight_dtypes"].get("int8", 0) > 0.5 * model_params
     p = run_cli("inspect", out / "executorch" / "transformer.fp32.pte")
     assert p.returncode == 0 and "delegated ops" in p.stdout
@@ -141,8 +146,9 @@ def test_bare_pte_against_onnx_of_the_same_network(et_bundle, tmp_path):
 
 
 def test_dynamic_int8_without_calibration_runs(et_bundle, tmp_path):
-    """No calibration set: the plain int8 is dynamic. The predictor's 3-channel first conv stays
-    float (XNNPACK cannot run it dynamically quantized); every other conv is int8 and the program runs."""
+    """No calibration set: the plain (dynamic) int8 only, static skipped out loud. The predictor's
+    3-channel first conv stays float (XNNPACK cannot run it dynamically quantized); every other conv
+    is int8 and the program runs."""
     from styleport.export.wrappers import export_module, io_spec
     from styleport.quantization import make_variant
     ck, out, man = et_bundle
@@ -151,7 +157,8 @@ def test_dynamic_int8_without_calibration_runs(et_bundle, tmp_path):
     inputs, outputs, sample = io_spec(model, "predictor", "executorch", (48, 48), 64)
     d = make_variant("executorch", "int8", None, tmp_path / "p.int8.pte", module=module, model=model,
                      network="predictor", inputs=inputs, outputs=outputs, sample=sample, calibration=None)
-    assert "dynamic" in d["method"] and d["calibration"] is None
+    assert "dynamic" in d["method"] and d["calibration"] is None and "variants" not in d
+    assert "skipped" in d["static_variants"]
     assert d["ops"]["quantized"]["Conv2d"] >= 10 and d["ops"]["float"]["Conv2d"] == 1
     with torch.no_grad():
         ref = module(*sample).numpy()
@@ -195,8 +202,9 @@ def test_profile_and_layerwise_through_etdump(et_bundle):
 @pytest.mark.skipif(not (MAGENTA / "style_transfer_f16_384.tflite").exists() or not (SHARED / "images").exists(),
                     reason="../shared/data (Google's Magenta files and images) absent")
 def test_google_weights_int8_and_fp16(tmp_path):
-    """Google's transfer network, 256² content, calibrated on scikit-image's sample images that are not
-    held out, measured on the held-out photos x paintings: int8 >= 30 dB, fp16 >= 45 dB."""
+    """Google's transfer network, 256² content, the static int8 calibrated on scikit-image's sample images
+    that are not held out, measured on the held-out photos x paintings: int8 (dynamic and static) >= 30 dB,
+    fp16 >= 45 dB."""
     from pathlib import Path
 
     import skimage
@@ -223,14 +231,18 @@ def test_google_weights_int8_and_fp16(tmp_path):
         if prec == "fp16":
             export(module, sample, inputs, outputs, p, ExportOptions(precision="fp16"))
         else:
-            make_variant("executorch", "int8", None, p, module=module, model=model, network="transformer",
-                         inputs=inputs, outputs=outputs, sample=sample,
-                         calibration={"content": str(calib), "style": str(calib), "count": 8, "variants": False})
+            d = make_variant("executorch", "int8", None, p, module=module, model=model, network="transformer",
+                             inputs=inputs, outputs=outputs, sample=sample,
+                             calibration={"content": str(calib), "style": str(calib), "count": 8})
+            (v,) = d["variants"]
+            arts.append({"model": "transformer", "format": "executorch", "precision": prec, "variant": "static",
+                         "path": v["path"].name, "bytes": v["path"].stat().st_size, "inputs": inputs})
         arts.append({"model": "transformer", "format": "executorch", "precision": prec, "path": p.name,
                      "bytes": p.stat().st_size, "inputs": inputs})
     doc = evaluate(arts, tmp_path, model, (256, 256), 256,
                    {"eval_content": SHARED / "images" / "content", "eval_style": SHARED / "images" / "style"})
-    got = {r["precision"]: r for r in doc["results"]}
+    got = {(r["precision"], r.get("variant")): r for r in doc["results"]}
     print({k: (r.get("psnr_db"), r.get("psnr_min_db"), r["bytes"]) for k, r in got.items()})
-    assert got["fp16"]["psnr_db"] >= 45
-    assert got["int8"]["psnr_db"] >= 30 and got["int8"]["psnr_min_db"] >= 30
+    assert got[("fp16", None)]["psnr_db"] >= 45
+    for v in (None, "static"):  # every held-out pair >= 30 dB, plain (dynamic) and static
+        assert got[("int8", v)]["psnr_db"] >= 30 and got[("int8", v)]["psnr_min_db"] >= 30, v

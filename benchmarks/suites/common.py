@@ -100,10 +100,11 @@ def build_model(preset: str):
 
 
 def export_transformer(model, folder: Path, fmt: str, precisions, size: int, dynamic: bool = False,
-                       calibration: dict | None = None) -> dict:
+                       calibration: dict | None = None, variants: tuple = ()) -> dict:
     """Export only the transformer network through styleport's exporters / quantizers (the format
-    table, export/formats.py; plain artefacts, no calibration variants). ``calibration`` reaches the
-    quantizers (ExecuTorch's plain int8 is static when one is given). Returns precision -> path."""
+    table, export/formats.py; plain artefacts). ``calibration`` reaches the quantizers; ``variants``
+    names calibration variants to keep as well, returned as "PRECISION-VARIANT" (e.g. ExecuTorch's
+    "int8-static"). Returns precision -> path."""
     from styleport.export.formats import ExportOptions, exporter
     from styleport.export.wrappers import export_module, io_spec
     from styleport.quantization import make_variant
@@ -121,8 +122,12 @@ def export_transformer(model, folder: Path, fmt: str, precisions, size: int, dyn
         if p in fm.NATIVE:
             fm.export(module, sample, inputs, outputs, out, ExportOptions(precision=p, dynamic=dyn))
         else:
-            make_variant(fmt, p, base, out, module=module, sample=sample, inputs=inputs, outputs=outputs,
-                         network="transformer", model=model, calibration=dict(calibration or {}, variants=False))
+            d = make_variant(fmt, p, base, out, module=module, sample=sample, inputs=inputs, outputs=outputs,
+                             network="transformer", model=model,
+                             calibration=dict(calibration or {}, variants=bool(variants)))
+            for v in d.get("variants", []):
+                if v["variant"] in variants:
+                    paths[f"{p}-{v['variant']}"] = Path(v["path"])
         paths[p] = out
     return paths
 

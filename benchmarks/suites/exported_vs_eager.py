@@ -9,8 +9,8 @@ magenta-mobile uses Google's imported weights (../shared/data/magenta); the othe
 init (seed 0) - latency does not depend on the weight values, except through denormals, which a
 random init does not produce. int8 is styleport's plain int8 artefact: ONNX dynamic (per-channel
 uint8 weights, ConvInteger), TFLite dynamic-range (int8 weights, float activations), ExecuTorch PT2E
-XNNPACK int8 (conv + linear, instance norm float) calibrated on procedural images (latency does not
-depend on the calibration values).
+XNNPACK dynamic int8 (conv + linear, instance norm float), plus ExecuTorch's static int8 variant
+("int8-static", calibrated on procedural images: latency does not depend on the calibration values).
 Goals: exported fp32 <= 0.7x torch eager; int8 <= 0.6x fp32 on the same runtime; ExecuTorch fp32
 <= 1.1x LiteRT fp32 (both XNNPACK).
 Writes benchmarks/results/exported_vs_eager.json.
@@ -29,7 +29,8 @@ from suites.common import (build_model, executorch_call, export_transformer, fee
 
 PRECS = ("fp32", "fp16", "int8")
 RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch"}
-CALIBRATION = {"synthetic": True, "count": 8}  # ExecuTorch's plain int8 is static when calibrated
+CALIBRATION = {"synthetic": True, "count": 8}  # for ExecuTorch's static int8 variant
+VARIANTS = {"executorch": ("static",)}
 
 
 def main(argv=None) -> int:
@@ -54,8 +55,8 @@ def main(argv=None) -> int:
             for size in (int(s) for s in args.sizes.split(",")):
                 folder = Path(tmp) / f"{preset}_{size}"
                 try:
-                    paths = {f: export_transformer(model, folder, f, PRECS, size, calibration=CALIBRATION)
-                             for f in formats}
+                    paths = {f: export_transformer(model, folder, f, PRECS, size, calibration=CALIBRATION,
+                                                   variants=VARIANTS.get(f, ())) for f in formats}
                 except Exception as e:  # noqa: BLE001 - a size a runtime cannot take is a result, not a crash
                     msg = (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
                     skipped.append({"preset": preset, "size": size, "error": msg})
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
                         fn, r = litert_call(paths["tflite"][p], th, nhwc)
                         keep.append(r)
                         sides[f"litert/{p}"] = fn
-                    for p in PRECS if "executorch" in paths else ():
+                    for p in PRECS + ("int8-static",) if "executorch" in paths else ():
                         fn, r = executorch_call(paths["executorch"][p], th, nchw)
                         keep.append(r)
                         sides[f"executorch/{p}"] = fn
@@ -92,8 +93,9 @@ def main(argv=None) -> int:
                                                                                   t[f"{RUNTIME[f]}/fp32"])
                                       for f in formats}}
                     for rt in (RUNTIME[f] for f in formats):
-                        for p in ("fp16", "int8"):
-                            row["ratios"][f"{rt}/{p} vs {rt}/fp32"] = paired_ratio(t[f"{rt}/fp32"], t[f"{rt}/{p}"])
+                        for p in ("fp16", "int8", "int8-static"):
+                            if f"{rt}/{p}" in t:
+                                row["ratios"][f"{rt}/{p} vs {rt}/fp32"] = paired_ratio(t[f"{rt}/fp32"], t[f"{rt}/{p}"])
                     if "executorch" in formats and "tflite" in formats:
                         row["ratios"]["executorch/fp32 vs litert/fp32"] = paired_ratio(t["litert/fp32"],
                                                                                        t["executorch/fp32"])
