@@ -59,9 +59,8 @@ def load_rgb(path, size, crop):
 
 
 def psnr(a, b):
-    a, b = np.clip(a, 0, 1).astype(np.float64), np.clip(b, 0, 1).astype(np.float64)
-    mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+    from styleport.metrics import psnr_db
+    return psnr_db(np.asarray(b, np.float64), np.asarray(a, np.float64))
 
 
 def main(argv=None) -> int:

@@ -4,11 +4,10 @@ matters when a model of its format is run.
     RUNTIMES   name -> (module, class, formats)
     register_runner("coreml-mil", "styleport.runtime.coreml_mil:CoreMLMILRunner", ("coreml",))
 
-Hook for the CoreML reference interpreter: ``styleport/runtime/coreml_mil.py`` (owned elsewhere)
-is already listed as ``coreml-mil``; it defines ``CoreMLMilRunner(Runner)`` (any Runner subclass whose
-``runtime`` is "coreml-mil" is found too). Until the
-module exists, asking for it gives a clear RuntimeSkipped reason. Other runners can be added at run
-time with :func:`register_runner` (e.g. from a plugin's import).
+A module may also define its runner without naming the class here: any Runner subclass of the
+module whose ``runtime`` attribute is the registered name is found. A runtime whose module is not
+part of the build is reported as skipped, with the reason. Other runners can be added at run time
+with :func:`register_runner` (e.g. from a plugin's import).
 """
 
 from __future__ import annotations
