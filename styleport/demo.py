@@ -68,8 +68,10 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None, form
     t_start = time.perf_counter()
     rules = None
     if tolerances:
-        from styleport.runtime.metrics import load_tolerances
+        from styleport.runtime.metrics import check_selectors, load_tolerances
         rules = load_tolerances(tolerances)  # read first: a bad file fails before minutes of work
+        check_selectors(rules, {(m, f, p) for m in ("predictor", "transformer", "pipeline")
+                                for f in formats for p in precisions})
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
