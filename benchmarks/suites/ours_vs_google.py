@@ -22,29 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from suites.common import IMAGES, MAGENTA, interleave, loadavg, op_hist, paired_ratio, stats, write  # noqa: E402
-
-
-class TFL:
-    """A TFLite model fed by shape: the 100-element input is the bottleneck, the other the image."""
-
-    def __init__(self, path, threads):
-        from ai_edge_litert.interpreter import Interpreter
-        self.path = Path(path)
-        self.it = Interpreter(model_path=str(path), num_threads=threads)
-        self.it.allocate_tensors()
-        self.ins = self.it.get_input_details()
-        self.out = self.it.get_output_details()[0]["index"]
-
-    def set(self, image=None, bottleneck=None):
-        for d in self.ins:
-            a = bottleneck if int(np.prod(d["shape"])) == 100 else image
-            self.it.set_tensor(d["index"], np.ascontiguousarray(a.reshape(d["shape"]), dtype=np.float32))
-
-    def __call__(self, image=None, bottleneck=None):
-        self.set(image, bottleneck)
-        self.it.invoke()
-        return self.it.get_tensor(self.out).copy()
+from suites.common import IMAGES, MAGENTA, TFL, interleave, loadavg, op_hist, paired_ratio, stats, write  # noqa: E402
 
 
 def load_rgb(path, size, crop):
