@@ -192,9 +192,26 @@ def suite5(doc) -> list[str]:
     return L
 
 
+def suite_import(doc) -> list[str]:
+    if doc.get("skipped"):
+        return ["## Import fidelity", "", f"Skipped: {doc['skipped']}", ""]
+    b, t, p = doc["bottleneck_snr_db"], doc["transfer_psnr_db"], doc["pipeline_psnr_db"]
+    return ["## Import fidelity (`styleport import --from magenta-tflite`)", "",
+            f"Our PyTorch import of {' + '.join(doc['files'])} against Google's own files in LiteRT, "
+            f"{doc['styles']} paintings x {doc['contents']} photos ({doc['pairs']} pairs), content "
+            f"{doc['size']}², style {doc['style_size']}²; metrics: {doc['metrics']}.", "",
+            "| comparison | min | mean | max |", "|---|---|---|---|",
+            f"| bottleneck SNR dB (ours vs Google's int8 predictor; cosine >= {doc['bottleneck_cosine']['min']}) | "
+            f"{b['min']} | {b['mean']} | {b['max']} |",
+            f"| transfer output PSNR dB (same bottleneck, ours fp32 vs Google's f16 file) | {t['min']} | {t['mean']} | "
+            f"{t['max']} |",
+            f"| whole pipeline PSNR dB (ours end to end vs Google's predictor + transfer) | {p['min']} | {p['mean']} | "
+            f"{p['max']} |", ""]
+
+
 def render(folder: Path) -> str:
     docs = {n: _load(folder, n) for n in ("exported_vs_eager", "exported_vs_eager_large", "ours_vs_google",
-                                          "roofline", "toolkit_cost", "scaling")}
+                                          "roofline", "toolkit_cost", "scaling", "import_fidelity")}
     run = _load(folder, "run") or {}
     any_doc = next((d for d in docs.values() if d and "machine" in d), None)
     loads = [v["loadavg_start"][0] for v in run.values() if v.get("loadavg_start")]
@@ -228,4 +245,6 @@ def render(folder: Path) -> str:
         L += suite4(docs["toolkit_cost"], folder)
     if docs["scaling"]:
         L += suite5(docs["scaling"])
+    if docs["import_fidelity"]:
+        L += suite_import(docs["import_fidelity"])
     return "\n".join(L) + "\n"
