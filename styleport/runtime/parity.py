@@ -22,7 +22,7 @@ from styleport.runtime.base import RuntimeUnavailable, StyleportError
 from styleport.runtime.checks import Check, check_name, error_check, judge
 from styleport.runtime.metrics import check_selectors
 from styleport.runtime.reference import Reference
-from styleport.runtime.registry import make_runner, runtimes_for
+from styleport.runtime.registry import make_runner, runtimes_for, usable_here
 from styleport.runtime.targets import (DEFAULT_SIZE, Artifact, Convention, Options, apply_convention,
                                        artifact_size, bare_artifact, runner_options)
 
@@ -40,7 +40,10 @@ def run_plan(runner, inputs_manifest, outputs_manifest, size, given, seed,
 
 
 def _fallback_runtime(fmt: str, opts: Options) -> str:
-    return (runtimes_for(fmt, opts.runtimes) or runtimes_for(fmt))[0]
+    """The runtime that runs one side of a comparison: the first of --runtimes (or of the format's
+    defaults) that can run on this platform, e.g. coreml-mil for CoreML files off macOS."""
+    cands = runtimes_for(fmt, opts.runtimes) or runtimes_for(fmt)
+    return next((r for r in cands if usable_here(r)), cands[0])
 
 
 def planned_keys(arts: list[Artifact], opts: Options) -> set:

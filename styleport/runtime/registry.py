@@ -33,6 +33,9 @@ DEFAULTS: dict[str, list[str]] = {
     "pytorch": ["torch"],
 }
 
+# Runtimes that can only run on some platforms (sys.platform prefixes); elsewhere they report "skipped".
+PLATFORMS: dict[str, tuple[str, ...]] = {"coreml": ("darwin",)}
+
 ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "tflite": "litert", "ai-edge-litert": "litert",
            "pytorch": "torch", "mil": "coreml-mil"}
 
@@ -95,6 +98,13 @@ def runtimes_for(fmt: str, wanted: list[str] | None = None) -> list[str]:
     if wanted is None:
         return list(DEFAULTS.get(fmt, []))
     return [w for w in wanted if fmt in RUNTIMES[w][2]]
+
+
+def usable_here(name: str) -> bool:
+    """False for a runtime that cannot run on this platform at all (CoreML prediction off macOS)."""
+    import sys
+    plats = PLATFORMS.get(name)
+    return plats is None or sys.platform.startswith(plats)
 
 
 def format_of(path) -> str | None:
