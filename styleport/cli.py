@@ -97,7 +97,7 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.out), quick=args.quick, checkpoint=args.checkpoint,
                     formats=parse_list(args.formats, FORMATS, "format"),
                     precisions=parse_list(args.precisions, PRECISIONS, "precision"),
-                    num_runs=args.num_runs, threads=args.threads)
+                    num_runs=args.num_runs, threads=args.threads, tolerances=args.tolerances)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the main job, offline: stylise, export, check parity and latency, report",
                        description="End to end on the embedded default model: stylise sample images, export "
                                    "ONNX/TFLite/CoreML at fp32/fp16/int8, run parity and latency for every "
-                                   "artefact that can run here, write report.html, report.json and junit.xml.")
+                                   "artefact that can run here, write report.html, report.json and junit.xml. "
+                                   "Exit: 0 ok, 1 a parity check failed, 2 bad input, 3 a runtime failed.")
     d.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     d.add_argument("--quick", action="store_true", help="reduced sizes and runs (used by the tests)")
     d.add_argument("--checkpoint", metavar="CKPT", help="use this arbitrary-style checkpoint instead of the default")
@@ -157,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--precisions", default="fp32,fp16,int8", help="precisions to export (default fp32,fp16,int8)")
     d.add_argument("--num_runs", type=int, default=None, help="timed runs per artefact (default 10; quick 3)")
     d.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
+    d.add_argument("--tolerances", metavar="F.toml|F.json",
+                   help="parity tolerance overrides per model/format/precision (as for `parity`)")
     d.set_defaults(func=cmd_demo)
 
     import types

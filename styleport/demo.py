@@ -51,15 +51,27 @@ def sample_sets(quick: bool, shared: Path | None = None) -> tuple[dict, dict]:
 
 
 def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None, formats=("onnx", "tflite", "coreml"),
-             precisions=("fp32", "fp16", "int8"), num_runs: int | None = None, threads: int = 2) -> int:
+             precisions=("fp32", "fp16", "int8"), num_runs: int | None = None, threads: int = 2,
+             tolerances: str | None = None) -> int:
+    """Returns the exit code: 0 every check passed (or was skipped with its reason), 1 a parity
+    check failed, 3 a runtime failed."""
     from styleport.export.bundle import export_bundle
     from styleport.images import pil_to_tensor
     from styleport.reports.demo_report import write_demo_report
-    from styleport.runtime.harness import BenchOptions, Options, bench, bundle_parity, collect, exit_code
+    from styleport.runtime.bench import BenchOptions, bench
+    from styleport.runtime.checks import exit_code
+    from styleport.runtime.parity import bundle_parity
+    from styleport.runtime.targets import Options, collect
     from styleport.runtime.machine import machine_info
     from styleport.stylize import BundleStylizer, stylize_torch
 
     t_start = time.perf_counter()
+    rules = None
+    if tolerances:
+        from styleport.runtime.metrics import check_selectors, load_tolerances
+        rules = load_tolerances(tolerances)  # read first: a bad file fails before minutes of work
+        check_selectors(rules, {(m, f, p) for m in ("predictor", "transformer", "pipeline")
+                                for f in formats for p in precisions})
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -124,7 +136,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None, form
              "style_image": pil_to_tensor(prepare(styles[first_s], style_size, crop=True)).numpy()}
     arts = collect([str(bundle)], str(ckpt))
     _say("parity against PyTorch for every artefact (CoreML via the coreml-mil reference interpreter on Linux)")
-    checks, pinfo = bundle_parity(arts, Options(threads=threads, given=given))
+    checks, pinfo = bundle_parity(arts, Options(threads=threads, given=given, rules=rules))
     # coreml-mil is a numpy reference interpreter: its timing says nothing about Core ML, so it is not
     # benchmarked (real Core ML is, on macOS).
     timed = ["onnxruntime", "litert", "coreml", "torch"]
@@ -185,4 +197,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None, form
     print(f"\nparity: {n_pass} passed, {n_fail} failed, {len(checks) - n_pass - n_fail} skipped or errored; "
           f"demo took {doc['elapsed_s']:.0f} s")
     print(f"report: {out / 'report.html'}  (also report.json, junit.xml)")
-    return 0 if code in (0, 1) else code
+    if code == 1:
+        print("demo: parity FAILED for: " + ", ".join(c.name for c in checks if c.status == "fail"),
+              file=sys.stderr)
+    return code

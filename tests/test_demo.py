@@ -56,3 +56,22 @@ def test_demo_quick_report_has_every_section(tmp_path):
     assert len(doc["gallery"]) >= 4 and {g["strength"] for g in doc["gallery"]} == {1.0, 0.5}
     junit = (out / "junit.xml").read_text()
     assert "<testsuite" in junit and "transformer/onnx/fp32" in junit
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not available(), reason="no embedded default model in this checkout")
+def test_demo_exits_1_when_parity_fails_and_2_on_a_mistyped_selector(tmp_path):
+    strict = tmp_path / "strict.toml"
+    strict.write_text('["transformer/onnx/fp32"]\npsnr_db = 300\n')   # above the 200 dB cap: always fails
+    out = tmp_path / "demo-out"
+    p = run_cli("demo", "--out", out, "--quick", "--formats", "onnx", "--precisions", "fp32", "--num_runs", "1",
+                "--tolerances", strict, timeout=1500)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "parity FAILED for: transformer/onnx/fp32@onnxruntime" in p.stderr
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["exit_code"] == 1 and (out / "report.html").is_file()
+    typo = tmp_path / "typo.toml"
+    typo.write_text('["transformr/onnx/fp32"]\nmax_abs = 0.0\n')
+    p = run_cli("demo", "--out", tmp_path / "d2", "--quick", "--tolerances", typo)
+    assert p.returncode == 2 and "[transformr/onnx/fp32] matches no artefact" in p.stderr, p.stderr
+    assert not (tmp_path / "d2").exists()

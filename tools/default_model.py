@@ -106,8 +106,8 @@ def metrics(teacher: str | None) -> None:
                    "hist_dist_content": _hist_distance(ct[0].permute(1, 2, 0).numpy(), st[0].permute(1, 2, 0).numpy())}
             if ref is not None:
                 tt = pil_to_tensor(stylize_torch(ref, c, s, 1.0, 256))
-                mse = float((tt - ot).square().mean())
-                row["psnr_vs_teacher_db"] = 10 * np.log10(1 / max(mse, 1e-12))
+                from styleport import metrics
+                row["psnr_vs_teacher_db"] = metrics.psnr_db(tt.numpy(), ot.numpy())
                 row["style_loss_teacher"] = style_loss(tt, st)
                 row["hist_dist_teacher"] = _hist_distance(tt[0].permute(1, 2, 0).numpy(), st[0].permute(1, 2, 0).numpy())
             rows.append(row)

@@ -87,9 +87,9 @@ def pack_checkpoint(ckpt, dest: Path | None = None, card_info: dict | None = Non
     s = torch.rand(1, 3, 256, 256, generator=g)
     with torch.no_grad():
         a, b = model(x, s), restored(x, s)
-    mse = float((a - b).square().mean())
+    from styleport import metrics
     info = {"bytes": (dest / ASSET).stat().st_size,
-            "storage_psnr_db_vs_fp32_on_noise": round(10 * torch.log10(torch.tensor(1.0 / max(mse, 1e-20))).item(), 2)}
+            "storage_psnr_db_vs_fp32_on_noise": round(metrics.psnr_db(a.numpy(), b.numpy()), 2)}
     meta = {"model": doc["model"], "source_checkpoint": Path(ckpt).name, "storage": info}
     meta.update({k: v for k, v in doc.items() if k in ("distilled_from", "train")})
     if card_info:

@@ -132,7 +132,7 @@ def search_target_psnr(fp32_path: Path, out_path: Path, *, model, network: str, 
                        calibration: dict, target_psnr: float, kind: str = "w8a8", style_size: int = 256) -> dict:
     """``--target-psnr DB`` on the ONNX static path (see onnx_quant.search_float_layers): calibrates
     on the calibration set, measures on held-out images (report.held_out) against torch fp32 and
-    returns the chosen float layers and the size/latency-vs-PSNR curve. The lead wires the flag."""
+    returns the chosen float layers and the size/latency-vs-PSNR curve (``export --target-psnr``)."""
     import torch
 
     from styleport.quantization import calibration as C

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from styleport import metrics
+
 FLOAT_OPS = ("InstanceNormalization", "Mul", "Add", "Sigmoid", "Slice", "Unsqueeze", "Reshape", "Squeeze",
              "ReduceMean", "Sub", "Div", "Sqrt", "Pow")  # never quantized in ``static``
 OUTPUT_FLOAT = ("Conv", "Gemm", "MatMul")  # their outputs feed the norms: no QDQ there
@@ -216,10 +218,9 @@ def _psnr_of(path: Path, eval_feeds: list[dict], refs: list[np.ndarray]) -> tupl
     s.run(None, eval_feeds[0])
     for f, r in zip(eval_feeds, refs):
         t0 = time.perf_counter()
-        o = np.clip(s.run(None, f)[0], 0.0, 1.0)
+        o = s.run(None, f)[0]
         ts.append(time.perf_counter() - t0)
-        mse = float(np.mean((o.astype(np.float64) - r) ** 2))
-        ps.append(float("inf") if mse == 0 else 10 * np.log10(1.0 / mse))
+        ps.append(metrics.psnr_db(r, o))
     return float(np.mean(ps)), float(np.median(ts) * 1000)
 
 

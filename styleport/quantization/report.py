@@ -1,8 +1,7 @@
 """Quality report of a bundle's artefacts against PyTorch fp32: ``quality.json`` + ``quality.md``.
 
-Per artefact: bytes and ratio to the fp32 file of the same network and format, PSNR (peak 1.0, the
-output clipped to [0, 1]) and SSIM (``skimage.metrics.structural_similarity``, data_range 1,
-channel_axis) of the stylised image against the fp32 torch network on **held-out** images, a rough
+Per artefact: bytes and ratio to the fp32 file of the same network and format, PSNR and SSIM
+(styleport.metrics: peak 1.0, outputs compared as produced) of the stylised image against the fp32 torch network on **held-out** images, a rough
 latency (median over the held-out runs, 2 threads, measured during export), and which op kinds ran
 quantized / stayed float, counted from the graph.
 
@@ -27,20 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from styleport import metrics
+
 MAX_CONTENT = 4
 MAX_STYLE = 2
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """a, b: HWC images in [0, 1]."""
-    from skimage.metrics import structural_similarity
-    return float(structural_similarity(np.asarray(a, np.float64), np.asarray(b, np.float64),
-                                       data_range=1.0, channel_axis=2))
 
 
 def held_out(calibration: dict | None, size, style_size: int) -> tuple[list, list, str]:
@@ -160,7 +149,7 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
                     ts.append(time.perf_counter() - t0)
                     b = torch.from_numpy(b.reshape(1, -1))
                     ref_b = seconds[j]
-                    snrs.append(10 * np.log10(float((ref_b ** 2).sum()) / max(float(((b - ref_b) ** 2).sum()), 1e-30)))
+                    snrs.append(metrics.snr_db(ref_b.numpy(), b.numpy()))
                     with torch.no_grad():
                         got = model.transformer(c, b).numpy()
                 else:
@@ -172,9 +161,8 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
                     t0 = time.perf_counter()
                     got = _to_nchw(run(feeds), ins[0]["layout"])
                     ts.append(time.perf_counter() - t0)
-                got = np.clip(got, 0.0, 1.0)
-                ps.append(psnr(got, ref))
-                ss.append(ssim(got[0].transpose(1, 2, 0), ref[0].transpose(1, 2, 0)))
+                ps.append(metrics.psnr_db(ref, got))
+                ss.append(metrics.ssim(ref, got))
         except Exception as e:  # noqa: BLE001
             row["note"] = f"run failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
             rows.append(row)
@@ -188,7 +176,8 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
             row["latency_ms"] = round(float(np.median(ts)) * 1000, 1)
         rows.append(row)
     return {"schema": 1, "reference": "PyTorch fp32 (the checkpoint's network)",
-            "psnr_peak": 1.0, "ssim": "skimage.metrics.structural_similarity(data_range=1, channel_axis=2)",
+            "psnr_peak": metrics.PSNR_PEAK, "metrics": "styleport.metrics (PSNR peak 1.0 on outputs as produced; "
+            "SSIM skimage, data_range 1, 7x7 window)",
             "held_out": desc, "pairs": len(pairs), "size": list(size), "style_size": style_size,
             "latency": "median of the held-out runs, 2 threads, measured during export (rough)",
             "results": rows}
@@ -196,8 +185,7 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
 
 def markdown(doc: dict) -> str:
     lines = ["# Quantization quality", "",
-             f"Reference: {doc['reference']}; PSNR peak {doc['psnr_peak']} (outputs clipped to [0,1]); "
-             f"SSIM: {doc['ssim']}.", f"Held-out images: {doc['held_out']} ({doc['pairs']} pairs, "
+             f"Reference: {doc['reference']}; metrics: {doc['metrics']}.", f"Held-out images: {doc['held_out']} ({doc['pairs']} pairs, "
              f"content {doc['size'][0]}x{doc['size'][1]}).", f"Latency: {doc['latency']}.", "",
              "| model | format | precision | variant | bytes | x fp32 | PSNR dB (min) | SSIM | ms | quantized ops | float ops |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---|---|"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from styleport import metrics
 from styleport.reports.json_report import write_json, write_text_atomic
 from styleport.reports.junit import write_junit
 
@@ -132,8 +133,7 @@ def heatmap(out: Path, ref: Path) -> tuple[str, float]:
     if a.shape != b.shape:
         a = np.asarray(Image.open(out).convert("RGB").resize(Image.open(ref).size), np.float32) / 255
     err = np.abs(a - b).mean(axis=2)
-    mse = float(((a - b) ** 2).mean())
-    psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
+    psnr = metrics.psnr_db(b, a)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(2.2, 2.2), dpi=90)
     ax.imshow(err, cmap="inferno", vmin=0, vmax=HEAT_MAX)

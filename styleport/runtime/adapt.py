@@ -5,8 +5,9 @@ Canonical forms (what parity compares and what reference runners see):
   style_bottleneck                                      float32 [1,100] (from [1,100,1,1] or [1,1,1,100])
   anything else (style_weights [1,N], unknown tensors)  float32, the model's own shape
 
-A model's layout comes from the manifest (layout NCHW/NHWC, range [lo,hi]) or, for bare files, is
-inferred from the shape (a 3 in axis 1 -> NCHW, in the last axis -> NHWC). Inputs are matched by
+A model's layout comes from the manifest (layout NCHW/NHWC, range [lo,hi], color RGB/BGR) or, for
+bare files, from the user's conventions (``--reference-range 0,255``, ``--candidate-order bgr``: see
+runtime/targets.py) and the shape (a 3 in axis 1 -> NCHW, in the last axis -> NHWC). Inputs are matched by
 name, then by role (guessed from name and shape), then by position.
 """
 
@@ -167,6 +168,8 @@ def to_model(arr: np.ndarray, spec: TensorSpec, r: str, size) -> np.ndarray:
         if spec.range and list(spec.range) != [0, 1]:
             lo, hi = spec.range
             x = x * (hi - lo) + lo
+        if spec.color == "BGR":
+            x = x[:, ::-1]
         if lay == "NHWC":
             x = x.transpose(0, 2, 3, 1)
     else:
@@ -192,6 +195,8 @@ def from_model(arr: np.ndarray, spec: TensorSpec, r: str) -> np.ndarray:
     if lay:
         if lay == "NHWC":
             x = x.transpose(0, 3, 1, 2)
+        if spec.color == "BGR":
+            x = x[:, ::-1]
         if spec.range and list(spec.range) != [0, 1]:
             lo, hi = spec.range
             x = (x - lo) / (hi - lo)
@@ -213,7 +218,7 @@ def merge_manifest(specs: list[TensorSpec], entries: list[dict] | None) -> list[
             out.append(s)
             continue
         out.append(TensorSpec(s.name, s.shape, s.dtype, e.get("layout") or s.layout, e.get("range", s.range),
-                              s.quantization))
+                              s.quantization, e.get("color", s.color)))
     return out
 
 

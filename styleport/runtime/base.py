@@ -44,10 +44,14 @@ class TensorSpec:
     layout: str = "any"     # NCHW, NHWC or any
     range: list | None = field(default=None)
     quantization: tuple | None = field(default=None)  # (scale, zero_point) for int8/uint8 I/O
+    color: str | None = field(default=None)  # images: "RGB" (None means RGB) or "BGR"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout,
-                "range": self.range}
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout,
+             "range": self.range}
+        if self.color:
+            d["color"] = self.color
+        return d
 
     def concrete_shape(self, fill: dict | None = None) -> tuple:
         fill = fill or {}

@@ -44,7 +44,7 @@ def _common(p):
 
 
 def _options(args, cls):
-    from styleport.runtime import harness as H
+    from styleport.runtime import targets as T
     from styleport.runtime.metrics import load_tolerances
     threads = args.threads
     if threads is not None and not 1 <= threads <= 256:
@@ -52,8 +52,8 @@ def _options(args, cls):
     if threads is None:
         import os
         threads = os.cpu_count() or 1
-    return cls(runtimes=H._resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
-               size=H.parse_size(args.size), seed=args.seed, given=H.load_inputs(args.inputs),
+    return cls(runtimes=T.resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
+               size=T.parse_size(args.size), seed=args.seed, given=T.load_inputs(args.inputs),
                rules=load_tolerances(args.tolerances) if args.tolerances else None)
 
 
@@ -95,29 +95,33 @@ def _report_errors(checks, results=None):
 
 def cmd_bench(args) -> int:
     from styleport.reports.json_report import BENCH_KIND, BENCH_SCHEMA
-    from styleport.runtime import harness as H
+    from styleport.runtime import bench as B
+    from styleport.runtime import checks as C
+    from styleport.runtime import targets as T
     from styleport.runtime.machine import machine_info
     for name in ("warmup_runs", "num_runs"):
         if getattr(args, name) < 0 or (name == "num_runs" and args.num_runs < 1):
             raise BadInput(f"--{name} must be >= {1 if name == 'num_runs' else 0}")
     if args.min_seconds < 0 or args.max_seconds <= 0:
         raise BadInput("--min_seconds must be >= 0 and --max_seconds > 0")
-    opts = _options(args, H.BenchOptions)
+    opts = _options(args, B.BenchOptions)
     opts.warmup_runs, opts.num_runs = args.warmup_runs, args.num_runs
     opts.min_seconds, opts.max_seconds = args.min_seconds, args.max_seconds
     opts.parity = not args.no_parity
-    arts = H.collect(args.targets, args.checkpoint, verify=not args.no_verify)
+    conv = T.convention(args.range, args.order, "")
+    arts = T.collect(args.targets, args.checkpoint, verify=not args.no_verify, conv=conv)
     t0 = time.perf_counter()
     progress = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    results, checks = H.bench(arts, opts, progress)
+    results, checks = B.bench(arts, opts, progress)
     doc = {"schema": BENCH_SCHEMA, "kind": BENCH_KIND, "machine": machine_info(),
            "settings": {"warmup_runs": opts.warmup_runs, "num_runs": opts.num_runs,
                         "min_seconds": opts.min_seconds, "threads": opts.threads, "xnnpack": opts.xnnpack,
                         "seed": opts.seed, "inputs": "given" if opts.given else "seeded random",
+                        "convention": conv.to_dict() if conv else None,
                         "psnr_peak": 1.0},
            "results": results, "checks": [c.to_dict() for c in checks],
            "elapsed_s": time.perf_counter() - t0}
-    doc["exit_code"] = code = H.exit_code(checks, results)
+    doc["exit_code"] = code = C.exit_code(checks, results)
     _write_outputs(args, doc, checks, results, title="styleport bench")
     _report_errors(checks, results)
     if code == 3 and not any(r["status"] == "error" for r in results):
@@ -127,30 +131,41 @@ def cmd_bench(args) -> int:
 
 def cmd_parity(args) -> int:
     from styleport.reports.json_report import PARITY_KIND, BENCH_SCHEMA
-    from styleport.runtime import harness as H
+    from styleport.runtime import checks as C
+    from styleport.runtime import parity as P
+    from styleport.runtime import targets as T
     from styleport.runtime.machine import machine_info
     modes = sum(bool(x) for x in (args.bundle, args.reference or args.candidate, args.layerwise))
     if modes != 1:
         raise BadInput("give one of: BUNDLE, --reference A --candidate B, or --layerwise A B")
-    opts = _options(args, H.Options)
+    convs = {side: T.convention(getattr(args, f"{side}_range"), getattr(args, f"{side}_order"), side)
+             for side in ("reference", "candidate")}
+    if any(convs.values()) and not (args.reference or args.candidate):
+        raise BadInput("--reference-range/--reference-order/--candidate-range/--candidate-order apply to "
+                       "--reference A --candidate B (a bundle's manifest states its own I/O)")
+    opts = _options(args, T.Options)
     t0 = time.perf_counter()
     if args.layerwise:
         return _layerwise(args, opts)
     if args.bundle:
-        arts = H.collect([args.bundle], args.checkpoint)
+        arts = T.collect([args.bundle], args.checkpoint)
         if any(a.bundle is None for a in arts):
             raise BadInput(f"{args.bundle} is not a bundle; for two files use --reference A --candidate B")
-        checks, info = H.bundle_parity(arts, opts)
+        checks, info = P.bundle_parity(arts, opts)
     else:
         if not (args.reference and args.candidate):
             raise BadInput("--reference and --candidate go together")
-        checks, info = H.pair_parity(args.reference, args.candidate, opts)
+        checks, info = P.pair_parity(args.reference, args.candidate, opts, ref_conv=convs["reference"],
+                                     cand_conv=convs["candidate"])
     doc = {"schema": BENCH_SCHEMA, "kind": PARITY_KIND, "machine": machine_info(), **info,
            "inputs": "given" if opts.given else f"seeded random (seed {opts.seed})", "psnr_peak": 1.0,
            "checks": [c.to_dict() for c in checks], "elapsed_s": time.perf_counter() - t0}
-    doc["exit_code"] = code = H.exit_code(checks)
+    doc["exit_code"] = code = C.exit_code(checks)
     if info.get("reference_reason"):
         print(f"styleport: note: {info['reference_reason']}", file=sys.stderr)
+    if info.get("reference_artifacts"):
+        print(f"styleport: note: reference (not checked): {', '.join(info['reference_artifacts'])}",
+              file=sys.stderr)
     _write_outputs(args, doc, checks, None, title="styleport parity")
     _report_errors(checks)
     return code
@@ -189,6 +204,10 @@ def add_parsers(sub, common) -> None:
                    help="stop timing after this long (150)")
     b.add_argument("--no-parity", action="store_true", help="timings only")
     b.add_argument("--no-verify", action="store_true", help="skip the manifest's sha256 checks")
+    b.add_argument("--range", metavar="LO,HI", help="bare model files: the value range of their image inputs "
+                                                    "and outputs (e.g. 0,255); default 0,1")
+    b.add_argument("--order", choices=("rgb", "bgr"), help="bare model files: colour order of their images "
+                                                            "(default rgb)")
     _common(b)
     b.set_defaults(func=cmd_bench)
 
@@ -201,6 +220,11 @@ def add_parsers(sub, common) -> None:
     p.add_argument("bundle", nargs="?", metavar="BUNDLE", help="bundle folder (manifest.json)")
     p.add_argument("--reference", metavar="A", help="reference model file")
     p.add_argument("--candidate", metavar="B", help="candidate model file (same inputs as A)")
+    for side, what in (("reference", "A"), ("candidate", "B")):
+        p.add_argument(f"--{side}-range", metavar="LO,HI",
+                       help=f"value range of {what}'s image inputs and outputs (e.g. 0,255 for a "
+                            "pytorch/examples export); default 0,1")
+        p.add_argument(f"--{side}-order", metavar="rgb|bgr", help=f"colour order of {what}'s images (default rgb)")
     p.add_argument("--layerwise", nargs=2, metavar=("A", "B"),
                    help="first layer where B drifts from A: A a checkpoint folder (torch), .onnx or .tflite; "
                         "B .onnx or .tflite (torch vs ONNX, torch vs TFLite, ONNX vs ONNX, ONNX vs TFLite)")

@@ -62,6 +62,7 @@ def run_job(job: dict) -> dict:
     from styleport.runtime.adapt import IOPlan, merge_manifest
     from styleport.runtime.latency import measure, stats_ms
     from styleport.runtime.registry import make_runner
+    from styleport.runtime.targets import Convention, apply_convention
 
     res = {"ok": False, "rss_before_load_mb": _rss_now_mb()}
     given = load_arrays(job["feeds"], job["feed_names"]) if job.get("feeds") else {}
@@ -78,8 +79,9 @@ def run_job(job: dict) -> dict:
     runner.open()
     res["load_ms"] = (time.perf_counter() - t0) * 1e3
     try:
-        ins = merge_manifest(runner.input_specs(), job.get("manifest_inputs"))
-        outs = merge_manifest(runner.output_specs(), job.get("manifest_outputs"))
+        conv = Convention.from_dict(job.get("convention"))
+        ins = apply_convention(merge_manifest(runner.input_specs(), job.get("manifest_inputs")), conv)
+        outs = apply_convention(merge_manifest(runner.output_specs(), job.get("manifest_outputs")), conv)
         plan = IOPlan(ins, outs, tuple(job.get("size") or (256, 256)))
         canonical = plan.canonical_feeds(given, seed=int(job.get("seed", 0)))
         feeds = plan.feeds(canonical)
