@@ -18,8 +18,8 @@ versions 1-4; a later file runs when it holds only these layers):
     padding (constant / reflection / replication), crop (amounts, or offset + a reference blob),
     upsample (nearest and bilinear with the DEFAULT / ALIGN_CORNERS_TRUE / ALIGN_CORNERS_FALSE grids,
     integer factors), activation (ReLU, leakyReLU, linear, sigmoid, tanh, scaledTanh, ELU), add,
-    multiply, scale, bias, loadConstant, permute, reduce (every mode and axis), unary (every
-    operation).
+    multiply, scale, bias, loadConstant, loadConstantND (coremltools' converter writes it for
+    constants), permute, reduce (every mode and axis), unary (every operation).
 
 Anything else — another layer or activation, custom layers, quantized weights, weights given as a
 second input, a classifier or pipeline model — raises
@@ -362,13 +362,16 @@ def _activation(L):
 
 
 def _broadcast_inputs(xs, L):
-    ranks = {x.ndim for x in xs}
-    if len(ranks) != 1:
-        L.fail(f"inputs of ranks {sorted(ranks)}; the layer's limited broadcasting needs equal ranks")
+    """The proto's limited broadcasting ([B,1,1,1], [B,C,1,1], [B,1,H,W] against [B,C,H,W]): shapes align
+    from the last axis (the proto names axes from the end) and the result must have the shape of the
+    largest input; anything else is refused."""
     try:
-        return np.broadcast_shapes(*(x.shape for x in xs))
+        out = np.broadcast_shapes(*(x.shape for x in xs))
     except ValueError:
         L.fail(f"input shapes {[list(x.shape) for x in xs]} do not broadcast")
+    if not any(x.shape == out for x in xs):
+        L.fail(f"input shapes {[list(x.shape) for x in xs]} broadcast to {list(out)}, the shape of none of them")
+    return out
 
 
 def _add(L):
@@ -426,6 +429,14 @@ def _load_constant(L):
     if len(shape) != 3:
         L.fail(f"loadConstant shape {shape} must be [C, H, W]")
     data = L.weights(L.p.data, tuple(shape), "data").reshape([1, 1] + shape)
+    return lambda xs: data
+
+
+def _load_constant_nd(L):
+    shape = [int(s) for s in L.p.shape]
+    if not shape:
+        L.fail("loadConstantND has no shape")
+    data = L.weights(L.p.data, tuple(shape), "data")
     return lambda xs: data
 
 
@@ -505,6 +516,7 @@ LAYERS = {
     "scale": (_scale, 1, 1),
     "bias": (_bias, 1, 1),
     "loadConstant": (_load_constant, 0, 0),
+    "loadConstantND": (_load_constant_nd, 0, 0),
     "permute": (_permute, 1, 1),
     "reduce": (_reduce, 1, 1),
     "unary": (_unary, 1, 1),
@@ -682,12 +694,12 @@ class _Feature:
                            f"[1, {self.channels}, H, W] arrays (RGB order, 0-255)")
         self._check_dims(list(x.shape[2:]), "image input")
         x = x.astype(np.float32)
-        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
-            raise BadInput(f"image input {self.name!r} holds values outside 0-255 (an image holds pixels)")
         if self.color == "GRAYSCALE_FLOAT16":
             x = x.astype(np.float16).astype(np.float32)
         else:
             x = np.round(x)    # the 8-bit pixel buffer Core ML reads
+        if not np.isfinite(x).all() or (self.color != "GRAYSCALE_FLOAT16" and (x.min() < 0 or x.max() > 255)):
+            raise BadInput(f"image input {self.name!r} holds values outside 0-255 (an image holds pixels)")
         if self.color == "BGR":
             x = x[:, ::-1]
         x = np.ascontiguousarray(x)
