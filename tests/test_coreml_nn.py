@@ -363,9 +363,11 @@ LAYER_CASES = {
                     ("L1", "HW"), ("L2", "CHW"), ("max", "C"), ("min", "HW"), ("argmax", "H"), ("argmax", "C")]},
     **{f"unary_{m}": (_unary_case(m), {"unary"}) for m in UNARY},
 }
-# cases with inputs other than x [C, H, W]: name -> ({input: shape}, exact mapping)
+# cases with inputs other than x [C, H, W] (rank-5 mapping): name -> {input: shape}
 INPUTS = {"add_two_broadcast": {"x": (C, H, W), "z": (C, 1, 1)}, "add_three": {"x": (C, H, W), "z": (1, H, W)},
-          "multiply_two_broadcast": {"x": (C, H, W), "z": (1, H, W)}, "crop_reference": {"x": (C, H, W), "z": (C, 4, 5)}}
+          "multiply_two_broadcast": {"x": (C, H, W), "z": (1, H, W)},
+          "crop_reference": {"x": (C, H, W), "z": (C, 4, 5)}}
+# cases with EXACT_ARRAY_MAPPING (spec version 4): name -> {input: shape}
 EXACT = {"load_constant_nd": {"x": (B, C, H, W)}}
 LAYER_CASES["load_constant_nd"] = (_const_nd_case(), {"loadConstantND", "add"})
 
@@ -741,3 +743,57 @@ def test_coremltools_converter_output_runs(tmp_path):
     with torch.no_grad():
         want = model(torch.from_numpy(px / 255).float()).numpy()
     assert max_abs(got, want) <= TOL
+
+
+def test_flexible_sizes(johnson, tmp_path):
+    """A shape range on a multiArray input and enumerated sizes on an image input: each fed size runs
+    (and matches PyTorch), a size outside them is bad input, and free dims show as None."""
+    from coremltools.models.neural_network import flexible_shape_utils as fsu
+    model = johnson[0]
+    b = johnson_builder(model, HW)
+    fsu.update_multiarray_shape_range(b.spec, "content_image", fsu.NeuralNetworkMultiArrayShapeRange(
+        {"C": (3, 3), "H": (16, 64), "W": (16, -1)}))
+    ranged = save(b, tmp_path / "ranged.mlmodel")
+    b = johnson_builder(model, HW, image_io=True)
+    sizes = [fsu.NeuralNetworkImageSize(height=HW[0], width=HW[1]), fsu.NeuralNetworkImageSize(height=24, width=20)]
+    fsu.add_enumerated_image_sizes(b.spec, "content_image", sizes)
+    enumerated = save(b, tmp_path / "enumerated.mlmodel")
+    for path, image in ((ranged, False), (enumerated, True)):
+        with CoreMLMilRunner(path) as r:
+            assert r.input_specs()[0].shape == [1, 3, None, None]
+            assert r.output_specs()[0].shape == [1, 3, None, None]
+            for hw in ((24, 20), (HW[0], HW[1])):
+                px = np.round(rnd(1, 3, *hw, lo=0, hi=255, seed=hw[0]))
+                got = r.run({"content_image": px if image else px / 255})["stylized_image"]
+                with torch.no_grad():
+                    want = model(torch.from_numpy(px / 255).float()).numpy()
+                assert max_abs(got / 255 if image else got, want) <= 1e-5
+            with pytest.raises(BadInput, match="range|accepts only"):
+                r.run({"content_image": np.zeros((1, 3, 12, 20), np.float32)})
+
+
+def test_fp16_weights(johnson, tmp_path, capsys):
+    """Weights stored as float16 (coremltools' quantize_weights, nbits=16) are widened and computed in
+    float32: close to PyTorch, not equal to it; precision and inspect say float16."""
+    from coremltools.models.neural_network.quantization_utils import quantize_weights
+    from styleport.runtime.metrics import compare
+    model, path = johnson[0], johnson[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_weights(ct.models.MLModel(ct.utils.load_spec(str(path)), skip_model_load=True), nbits=16)
+    half = save(q.get_spec() if hasattr(q, "get_spec") else q, tmp_path / "johnson_fp16.mlmodel")
+    x = torch.rand(1, 3, *HW, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = model(x).numpy()
+    with CoreMLMilRunner(half) as r:
+        assert r.precision() == "fp16"
+        got = r.run({"content_image": x.numpy()})["stylized_image"]
+    m = compare(want, got)
+    with capsys.disabled():
+        print(f"\n[coreml-mil nn] johnson fp16 weights: max abs {m['max_abs']:.2e}, PSNR {m['psnr_db']:.1f} dB")
+    assert 0 < m["max_abs"] and m["psnr_db"] >= 45.0
+    capsys.readouterr()
+    assert main(["inspect", str(half), "--json"]) == 0
+    out = capsys.readouterr().out
+    info = json.loads(out)
+    assert set(info["weight_dtypes"]) == {"float16"} and info["params"] == sum(v.numel() for v in model.parameters())

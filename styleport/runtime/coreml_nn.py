@@ -141,9 +141,9 @@ def _convolution(L):
     cout, kc = int(p.outputChannels), int(p.kernelChannels)
     if len(L.inputs) != 1:
         L.fail("weights given as a second input are not implemented")
+    if cout % groups:
+        L.fail(f"outputChannels {cout} is not divisible by nGroups {groups}")
     if p.isDeconvolution:
-        if cout % groups:
-            L.fail(f"outputChannels {cout} is not divisible by nGroups {groups}")
         w = L.weights(p.weights, (kc, cout // groups, kh, kw), "weights")
     else:
         w = L.weights(p.weights, (cout, kc, kh, kw), "weights")
@@ -735,13 +735,16 @@ class _Feature:
                   f"says {self.dims}")
         return np.ascontiguousarray(y.astype(self.dtype))
 
-    def out_spec(self) -> TensorSpec:
+    def out_spec(self, fixed: bool) -> TensorSpec:
+        """The output's TensorSpec; H and W are free (None) when an input has a flexible size."""
         if self.kind == "imageType":
-            return TensorSpec(self.name, [1, self.channels, self.height or None, self.width or None],
-                              "float32", "NCHW", [0, 255])
+            h, w = (self.height or None, self.width or None) if fixed else (None, None)
+            return TensorSpec(self.name, [1, self.channels, h, w], "float32", "NCHW", [0, 255])
         dims = list(self.dims)
         if self.rank5 and len(dims) in (1, 3):
             dims = [1] + (dims if len(dims) == 3 else dims + [1, 1])
+        if not fixed and len(dims) >= 2:
+            dims = dims[:-2] + [None, None]
         return TensorSpec(self.name, dims, self.dtype, "NCHW" if len(dims) == 4 else "any")
 
 
@@ -854,7 +857,11 @@ class NeuralNetwork:
             try:
                 with np.errstate(over="ignore", under="ignore"):
                     result = step.fn(xs)
-            except (RuntimeFailed, BadInput):
+            except RuntimeFailed as e:   # a shared kernel's message gets the layer's name
+                if f"layer {step.name!r}" in str(e):
+                    raise
+                _fail(f"layer {step.name!r} ({step.kind}): {str(e).removeprefix('coreml-mil: ')}")
+            except BadInput:
                 raise
             except Exception as e:
                 _fail(f"layer {step.name!r} ({step.kind}) failed: {type(e).__name__}: {e}")
@@ -937,7 +944,8 @@ class CoreMLNNRunner(Runner):
         return [f.spec() for f in self.network.inputs]
 
     def output_specs(self) -> list[TensorSpec]:
-        return [f.out_spec() for f in self.network.outputs]
+        net = self.network
+        return [f.out_spec(net.fixed) for f in net.outputs]
 
     def _blobs(self, feeds: dict) -> dict:
         net = self.network
