@@ -27,7 +27,12 @@ second input, a classifier or pipeline model — raises
 guesses. Where the proto leaves an output size undefined (fractional upsampling factors, a
 same-padded deconvolution whose kernel is smaller than its stride, the batch-statistics form of
 batchnorm whose variance estimator the proto does not state), that case is refused too. Dilation
-on a deconvolution is refused: the proto says Core ML ignores it while converters set it.
+on a deconvolution is refused: the proto says Core ML ignores it while converters set it. One rule is
+this interpreter's reading rather than the proto's words: for a same-padded deconvolution the proto
+gives only the output size (H * stride); its full output ((H-1) * stride + k) is cropped by the
+amounts ``SamePadding`` gives a convolution (the smaller half at the top/left for
+``BOTTOM_RIGHT_HEAVY``), the adjoint of that convolution, as TensorFlow's ``conv2d_transpose`` (which
+tf-coreml converted to this layer) crops. It matters only when ``k - stride`` is odd.
 
 Checks: each layer's output against the ``outputTensor`` rank and dims the spec records for it, a
 deconvolution's ``outputShape`` against the size its padding gives, every weight count against the
@@ -60,7 +65,6 @@ Mac before shipping.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
