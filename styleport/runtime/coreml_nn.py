@@ -928,6 +928,7 @@ class CoreMLNNRunner(Runner):
     name = NAME
     runtime = "coreml-mil"
     formats = ("coreml",)
+    imports = ("coremltools",)   # imported by the bench worker before open(): load time is the model's
 
     def _open(self):
         self._net = NeuralNetwork(load_spec(self.path))
