@@ -7,6 +7,8 @@ coremltools' NeuralNetworkBuilder (and with coremltools' own torch converter), c
   whose outputShape disagrees with its padding, a layer whose recorded outputTensor disagrees, and a
   description whose output shape disagrees are caught;
 - image inputs (channelScale, per-channel bias, BGR, grayscale, mean image) and image outputs;
+- flexible sizes (shape range, enumerated image sizes); weights stored as fp16 and as 8/6/4-bit
+  quantized values (coremltools' quantize_weights): PSNR against PyTorch;
 - a Johnson-layout network (c9s1-32, d64, d128, residual blocks, upsample+conv, c9s1-3, reflection
   pad, instance norm; width 0.25) built layer by layer from styleport's TransformerNet weights, against
   its PyTorch twin and, through the CLI, against the twin's ONNX export (parity exit 0; a changed
@@ -444,18 +446,16 @@ def test_unimplemented_layer_is_exit_3_naming_it(tmp_path, add_layer, named):
     assert named in str(e.value) and e.value.exit_code == EXIT_CONVERSION == 3
 
 
-def test_quantized_weights_are_refused(tmp_path):
-    from coremltools.models.neural_network.quantization_utils import quantize_weights
+def test_int8_dynamic_quantization_weights_are_refused(tmp_path):
     b = builder({"x": (C, H, W)})
     w = conv_w(6, C, (3, 3))
-    b.add_convolution("qconv", C, 6, 3, 3, 1, 1, "valid", 1, w.transpose(2, 3, 1, 0), None, False, input_name="x",
-                      output_name="y")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        q = quantize_weights(ct.models.MLModel(b.spec, skip_model_load=True), nbits=8)
-    spec = q.get_spec() if hasattr(q, "get_spec") else q
-    with pytest.raises(RuntimeFailed, match="'qconv'.*quantized"):
-        CoreMLMilRunner(save(spec, tmp_path / "q.mlmodel")).open()
+    layer = b.add_convolution("qconv", C, 6, 3, 3, 1, 1, "valid", 1, w.transpose(2, 3, 1, 0), None, False,
+                              input_name="x", output_name="y")
+    wp = layer.convolution.weights
+    del wp.floatValue[:]
+    wp.int8RawValue = bytes(w.size)
+    with pytest.raises(RuntimeFailed, match="'qconv'.*int8DynamicQuantize"):
+        CoreMLMilRunner(save(b, tmp_path / "q.mlmodel")).open()
 
 
 def test_cli_exit_3_names_the_layer(tmp_path, capsys):
@@ -797,3 +797,38 @@ def test_fp16_weights(johnson, tmp_path, capsys):
     out = capsys.readouterr().out
     info = json.loads(out)
     assert set(info["weight_dtypes"]) == {"float16"} and info["params"] == sum(v.numel() for v in model.parameters())
+
+
+@pytest.mark.parametrize("nbits,mode,floor", [(8, "linear", 40.0), (4, "linear", 20.0), (6, "linear_lut", 30.0)])
+def test_quantized_weights(johnson, tmp_path, nbits, mode, floor):
+    """Weights as coremltools' quantize_weights writes them (n-bit linear per channel, or a look-up
+    table): expanded and computed in float32, close to PyTorch; the bit unpacking agrees with
+    coremltools' own unpacker."""
+    from coremltools.models.neural_network.quantization_utils import _unpack_to_bytes, quantize_weights
+    from styleport.runtime.metrics import compare
+    model, path = johnson[0], johnson[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_weights(ct.models.MLModel(ct.utils.load_spec(str(path)), skip_model_load=True), nbits=nbits,
+                             quantization_mode=mode)
+    spec = q.get_spec() if hasattr(q, "get_spec") else q
+    conv = next(l for l in spec.neuralNetwork.layers if l.WhichOneof("layer") == "convolution").convolution
+    assert conv.weights.quantization.numberOfBits == nbits and len(conv.weights.rawValue)
+    path_q = save(spec, tmp_path / f"johnson_{mode}{nbits}.mlmodel")
+    x = torch.rand(1, 3, *HW, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        want = model(x).numpy()
+    with CoreMLMilRunner(path_q) as r:
+        assert r.precision() == ("int8" if (nbits, mode) == (8, "linear") else "fp32")
+        got = r.run({"content_image": x.numpy()})["stylized_image"]
+        every = r.run_all({"content_image": x.numpy()})
+    first = next(l for l in spec.neuralNetwork.layers if l.WhichOneof("layer") == "convolution")
+    n = conv.outputChannels * conv.kernelChannels * conv.kernelSize[0] * conv.kernelSize[1]
+    ours = np.unpackbits(np.frombuffer(conv.weights.rawValue, np.uint8))[:n * nbits].reshape(n, nbits)
+    ours = (ours.astype(np.int64) << np.arange(nbits - 1, -1, -1)).sum(1)
+    theirs = _unpack_to_bytes(np.frombuffer(conv.weights.rawValue, np.uint8), n, nbits)
+    np.testing.assert_array_equal(ours, theirs)
+    assert first.output[0] in every
+    m = compare(want, got)
+    print(f"\n[coreml-mil nn] johnson {mode} {nbits}-bit weights: PSNR {m['psnr_db']:.1f} dB, max abs {m['max_abs']:.2e}")
+    assert np.isfinite(got).all() and floor <= m["psnr_db"] < 200

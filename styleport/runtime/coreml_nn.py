@@ -21,8 +21,10 @@ versions 1-4; a later file runs when it holds only these layers):
     multiply, scale, bias, loadConstant, loadConstantND (coremltools' converter writes it for
     constants), permute, reduce (every mode and axis), unary (every operation).
 
-Anything else — another layer or activation, custom layers, quantized weights, weights given as a
-second input, a classifier or pipeline model — raises
+Weights may be stored as float32, float16 (widened to float32) or 1-8-bit quantized values (linear,
+per tensor or per output channel, or a look-up table), as coremltools' ``quantize_weights`` writes
+them. Anything else — another layer or activation, custom layers, int8 dynamic-quantization weights,
+weights given as a second input, a classifier or pipeline model — raises
 :class:`~styleport.runtime.base.RuntimeFailed` (exit 3) naming the layer; the interpreter never
 guesses. Where the proto leaves an output size undefined (fractional upsampling factors, a
 same-padded deconvolution whose kernel is smaller than its stride, the batch-statistics form of
@@ -148,7 +150,7 @@ def _convolution(L):
     if cout % groups:
         L.fail(f"outputChannels {cout} is not divisible by nGroups {groups}")
     if p.isDeconvolution:
-        w = L.weights(p.weights, (kc, cout // groups, kh, kw), "weights")
+        w = L.weights(p.weights, (kc, cout // groups, kh, kw), "weights", axis=1)
     else:
         w = L.weights(p.weights, (cout, kc, kh, kw), "weights")
     b = L.weights(p.bias, (cout,), "bias") if p.hasBias else None
@@ -544,15 +546,20 @@ class _Layer:
     def fail(self, msg):
         _fail(f"layer {self.name!r} ({self.kind}): {msg}")
 
-    def weights(self, wp, shape, what) -> np.ndarray:
-        """A WeightParams field as float32 of ``shape`` (fp16 storage widened; quantized refused)."""
+    def weights(self, wp, shape, what, axis=0) -> np.ndarray:
+        """A WeightParams field as float32 of ``shape``: float32 values, fp16 ones widened, or n-bit
+        quantized ones (linear or look-up table) expanded; ``axis``: the output-channel axis of
+        per-channel linear scales (1 for deconvolution weights, as coremltools writes them)."""
         count = int(np.prod(shape))
-        if len(wp.rawValue) or len(wp.int8RawValue) or wp.HasField("quantization"):
-            self.fail(f"{what} are quantized ({wp.quantization.numberOfBits}-bit); quantized weights are "
-                      "not implemented")
-        if len(wp.floatValue) and len(wp.float16Value):
-            self.fail(f"{what} hold both float32 and float16 values")
-        if len(wp.float16Value):
+        kinds = [k for k, n in (("floatValue", len(wp.floatValue)), ("float16Value", len(wp.float16Value)),
+                                ("rawValue", len(wp.rawValue)), ("int8RawValue", len(wp.int8RawValue))) if n]
+        if len(kinds) > 1:
+            self.fail(f"{what} hold values in more than one field ({', '.join(kinds)})")
+        if len(wp.int8RawValue):
+            self.fail(f"{what} are int8 values for int8DynamicQuantize, which is not implemented")
+        if len(wp.rawValue) or wp.HasField("quantization"):
+            v = self._dequantize(wp, shape, what, axis)
+        elif len(wp.float16Value):
             if len(wp.float16Value) % 2:
                 self.fail(f"{what}: float16Value holds an odd number of bytes")
             v = np.frombuffer(wp.float16Value, "<f2").astype(np.float32)
@@ -565,6 +572,40 @@ class _Layer:
             self.fail(f"{what} hold {v.size} values, the layer's shape {list(shape)} needs {count}")
         self.net.params += count
         return v.reshape(shape)
+
+    def _dequantize(self, wp, shape, what, axis):
+        """rawValue holds ``numberOfBits``-bit unsigned indices, packed most significant bit first (as
+        coremltools' quantize_weights writes them); linear: w = q * scale + bias, one scale/bias or one
+        per output channel; look-up table: w = table[q]."""
+        q = wp.quantization
+        nbits, which = int(q.numberOfBits), q.WhichOneof("QuantizationType")
+        count = int(np.prod(shape))
+        if which is None or not 1 <= nbits <= 8:
+            self.fail(f"{what}: {nbits}-bit {which or 'unspecified'} quantization is not implemented")
+        raw = np.frombuffer(wp.rawValue, np.uint8)
+        if raw.size * 8 < count * nbits:
+            self.fail(f"{what}: {raw.size} bytes cannot hold {count} {nbits}-bit values")
+        bits = np.unpackbits(raw)[:count * nbits].reshape(count, nbits).astype(np.int64)
+        idx = (bits << np.arange(nbits - 1, -1, -1)).sum(axis=1)
+        if which == "lookupTableQuantization":
+            table = np.asarray(q.lookupTableQuantization.floatValue, np.float32)
+            if table.size != 2 ** nbits:
+                self.fail(f"{what}: a look-up table of {table.size} values for {nbits}-bit indices")
+            self.net.weight_dtypes.add(f"uint{nbits} LUT")
+            return table[idx]
+        scale = np.asarray(q.linearQuantization.scale, np.float32)
+        bias = np.asarray(q.linearQuantization.bias, np.float32)
+        channels = shape[axis] if len(shape) > axis else 1
+        if scale.size not in (1, channels) or bias.size not in (0, scale.size):
+            self.fail(f"{what}: {scale.size} scales and {bias.size} biases for {channels} channels")
+        per = [1] * len(shape)
+        if scale.size > 1:
+            per[axis] = -1
+        w = idx.reshape(shape).astype(np.float32) * scale.reshape(per)
+        if bias.size:
+            w = w + bias.reshape(per)
+        self.net.weight_dtypes.add(f"uint{nbits}")
+        return w.reshape(-1)
 
 
 class _Step:
@@ -971,10 +1012,13 @@ class CoreMLNNRunner(Runner):
         return self.network.run(self._blobs(feeds), keep_all=True)
 
     def precision(self) -> str | None:
-        """fp16 when the weights are stored as float16 (computed in float32 here), else fp32."""
+        """int8 when weights are stored as 8-bit linear-quantized values, fp16 when stored as float16
+        (both computed in float32 here), else fp32 (look-up-table weights keep that name)."""
         kinds = self.network.weight_dtypes
         if not kinds:
             return None
+        if "uint8" in kinds:
+            return "int8"
         return "fp16" if "float16" in kinds else "fp32"
 
     def versions(self) -> dict:
