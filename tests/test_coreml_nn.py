@@ -680,6 +680,7 @@ def test_johnson_pixels_in_pixels_out(johnson, tmp_path):
     assert max_abs(got, want) <= 1e-5
 
 
+@pytest.mark.slow
 def test_johnson_cli_parity_bench_inspect(johnson, capsys):
     model, path, onnx_path, d = johnson
     # the real command, in a subprocess
@@ -725,6 +726,7 @@ def test_inspect_describes_image_io(johnson, tmp_path):
     assert out["dtype"] == "image" and out["image"] == {"color_space": "RGB", "height": HW[0], "width": HW[1]}
 
 
+@pytest.mark.slow
 def test_coremltools_converter_output_runs(tmp_path):
     """A johnson network converted by coremltools itself (convert_to="neuralnetwork", spec 4, exact
     shape mapping, with an image input whose preprocessing is the converter's own) matches PyTorch."""
