@@ -103,7 +103,16 @@ def cmd_inspect(args) -> int:
               f"{info['transpose_count']} Transpose)")
         for kind in ("inputs", "outputs"):
             for t in info[kind]:
-                print(f"  {kind[:-1]:6} {t['name']:40} {t['shape']} {t['dtype']}")
+                extra = ""
+                if t.get("image"):
+                    im = t["image"]
+                    extra = f" {im['color_space']}"
+                    pre = im.get("preprocessing") or {}
+                    if "scale" in pre:
+                        extra += f", x {pre['scale']:g} + " + ", ".join(f"{k} {v:g}" for k, v in pre["bias"].items())
+                    elif pre:
+                        extra += f", minus a mean image ({pre['mean_image_values']} values)"
+                print(f"  {kind[:-1]:6} {t['name']:40} {t['shape']} {t['dtype']}{extra}")
         print("  weights: " + ", ".join(f"{k} {v:,}" for k, v in info["weight_dtypes"].items()))
         print("  ops: " + ", ".join(f"{k} {v}" for k, v in info["op_histogram"].items()))
     return 0

@@ -4,7 +4,9 @@
 spec, not compiled). Reports I/O, op histogram, parameter count, weight dtypes, file size and the
 number of Transpose ops. Parameters are the elements of constant weight tensors: ONNX initializers
 and Constant nodes with more than one element; TFLite constant (buffer-backed) tensors of float or
-quantized integer type, except shape/axis operands; CoreML ``const`` ops with more than one element.
+quantized integer type, except shape/axis operands; CoreML ``const`` ops with more than one element
+(ML programs) or the values of every layer's weight fields (neuralNetwork models). CoreML image
+features are described with their color space, size and (inputs) preprocessing scale and biases.
 """
 
 from __future__ import annotations
@@ -155,7 +157,12 @@ def _coreml(path: Path) -> dict:
     except Exception as e:  # noqa: BLE001
         raise BadInput(f"not a valid CoreML model: {path} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
 
+    kind = spec.WhichOneof("Type")
+    preprocessing = {p.featureName: p for p in getattr(getattr(spec, kind, None), "preprocessing", [])}
+
     def io(f):
+        if f.type.WhichOneof("Type") == "imageType":
+            return _coreml_image(f, preprocessing.get(f.name))
         t = f.type.multiArrayType
         dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(t.dataType, str(t.dataType))
         shape = list(t.shape)
@@ -165,7 +172,6 @@ def _coreml(path: Path) -> dict:
         return {"name": f.name, "shape": shape, "dtype": dtype}
 
     hist, params, dtypes = collections.Counter(), 0, collections.Counter()
-    kind = spec.WhichOneof("Type")
     if kind == "mlProgram":
         from coremltools.proto import MIL_pb2
         dt = {v: k.lower() for k, v in MIL_pb2.DataType.items()}
@@ -181,9 +187,67 @@ def _coreml(path: Path) -> dict:
                             if n > 1:
                                 params += n
                                 dtypes[dt.get(tt.dataType, str(tt.dataType))] += n
-    else:
+    else:   # neuralNetwork (and its classifier / regressor forms): layers with WeightParams fields
         for layer in getattr(getattr(spec, kind), "layers", []):
-            hist[layer.WhichOneof("layer")] += 1
+            which = layer.WhichOneof("layer")
+            hist[which] += 1
+            if which:
+                for dtype, n in _nn_weights(getattr(layer, which)):
+                    params += n
+                    dtypes[dtype] += n
     return {"inputs": [io(f) for f in spec.description.input], "outputs": [io(f) for f in spec.description.output],
             "op_histogram": dict(hist.most_common()), "params": params, "weight_dtypes": dict(dtypes),
             "model_type": kind, "spec_version": spec.specificationVersion}
+
+
+_COLOR_SPACES = {10: "GRAYSCALE", 20: "RGB", 30: "BGR", 40: "GRAYSCALE_FLOAT16"}
+
+
+def _coreml_image(f, pre) -> dict:
+    """An image feature: [1, C, H, W] (ranges as "lo..hi"), color space, and an input's preprocessing."""
+    im = f.type.imageType
+    color = _COLOR_SPACES.get(im.colorSpace, str(im.colorSpace))
+    h, w = int(im.height), int(im.width)
+    if im.WhichOneof("SizeFlexibility") == "imageSizeRange":
+        r = im.imageSizeRange
+
+        def span(sr):
+            return sr.lowerBound if sr.lowerBound == sr.upperBound else f"{sr.lowerBound}..{sr.upperBound}"
+        h, w = span(r.heightRange), span(r.widthRange)
+    elif im.WhichOneof("SizeFlexibility") == "enumeratedSizes":
+        sizes = [(s.height, s.width) for s in im.enumeratedSizes.sizes]
+        h = h if len({a for a, _ in sizes}) == 1 else "|".join(str(a) for a, _ in sizes)
+        w = w if len({b for _, b in sizes}) == 1 else "|".join(str(b) for _, b in sizes)
+    image = {"color_space": color, "height": h, "width": w}
+    if pre is not None:
+        which = pre.WhichOneof("preprocessor")
+        if which == "scaler":
+            sc = pre.scaler
+            bias = {"gray": sc.grayBias} if color.startswith("GRAY") else {
+                "red": sc.redBias, "green": sc.greenBias, "blue": sc.blueBias}
+            image["preprocessing"] = {"scale": sc.channelScale, "bias": bias}
+        elif which == "meanImage":
+            image["preprocessing"] = {"mean_image_values": len(pre.meanImage.meanImage)}
+    return {"name": f.name, "shape": [1, 1 if color.startswith("GRAY") else 3, h, w], "dtype": "image",
+            "image": image}
+
+
+def _nn_weights(msg):
+    """(dtype, count) of every WeightParams inside a neuralNetwork layer's parameters. Sub-byte quantized
+    weights are counted from their packed bytes (a tensor may gain up to 7 padding slots)."""
+    if type(msg).__name__ == "WeightParams":
+        if len(msg.floatValue):
+            yield "float32", len(msg.floatValue)
+        elif len(msg.float16Value):
+            yield "float16", len(msg.float16Value) // 2
+        elif len(msg.int8RawValue):
+            yield "int8", len(msg.int8RawValue)
+        elif len(msg.rawValue):
+            nbits = int(msg.quantization.numberOfBits) or 8
+            yield f"uint{nbits}", len(msg.rawValue) * 8 // nbits
+        return
+    for field, value in msg.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        for item in (value if not hasattr(value, "ListFields") else [value]):
+            yield from _nn_weights(item)

@@ -195,7 +195,7 @@ def add_parsers(sub, common) -> None:
                                    "(peak RSS per runner), with parity against the PyTorch reference when "
                                    "the bundle's checkpoint is found. Exit: 0 ok, 1 parity failed, 2 bad "
                                    "input, 3 a runtime failed.")
-    b.add_argument("targets", nargs="+", metavar="TARGET", help="bundle folder or .onnx/.tflite/.mlpackage")
+    b.add_argument("targets", nargs="+", metavar="TARGET", help="bundle folder or .onnx/.tflite/.mlpackage/.mlmodel")
     b.add_argument("--warmup_runs", "--warmup-runs", type=int, default=1, help="untimed runs after the first (1)")
     b.add_argument("--num_runs", "--num-runs", type=int, default=50, help="timed runs, at least (50)")
     b.add_argument("--min_seconds", "--min-seconds", type=float, default=0.0,

@@ -38,6 +38,9 @@ Neural Engine may accumulate in fp16 or fuse ops, so a device can differ from th
 than fp16 rounding. fp32 programs compute in float32 throughout (BLAS sgemm for convolutions).
 The ``threads`` option is not used: numpy's BLAS picks its own thread count.
 
+CoreML's older ``neuralNetwork`` models (single ``.mlmodel`` files) run in the sibling interpreter
+:mod:`styleport.runtime.coreml_nn`; ``CoreMLMilRunner`` hands them over, so ``coreml-mil`` opens both.
+
 Limitation: this is a reference interpreter of the *program file*, not Apple's runtime. It proves the
 converter emitted a program (ops, attributes, weights, compression) that computes the right numbers;
 it cannot catch bugs in Apple's MIL compiler, the Neural Engine / GPU kernels, or their fp16
@@ -760,12 +763,20 @@ class CoreMLMilRunner(Runner):
     """Run a saved ``.mlpackage`` (ML program) with the numpy reference interpreter, on any OS.
 
     ``path`` is a ``.mlpackage`` directory (or an already loaded ``coremltools.models.MLModel``).
-    Options: ``function`` (default ``main``).
+    Options: ``function`` (default ``main``). A single-file ``.mlmodel`` (or a loaded neuralNetwork
+    model) opens in the sibling interpreter, :class:`styleport.runtime.coreml_nn.CoreMLNNRunner`.
     """
 
     name = NAME
     runtime = "coreml-mil"
     formats = ("coreml",)
+
+    def __new__(cls, path=None, *args, **kwargs):
+        if cls is CoreMLMilRunner:
+            from styleport.runtime import coreml_nn
+            if coreml_nn.is_neural_network(path):
+                return coreml_nn.CoreMLNNRunner(path, *args, **kwargs)
+        return super().__new__(cls)
 
     def _open(self):
         try:
