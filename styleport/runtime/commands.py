@@ -36,6 +36,12 @@ def _common(p):
     p.add_argument("--checkpoint", "--reference-checkpoint", dest="checkpoint", metavar="CKPT",
                    help="the bundle's source checkpoint, when moved (PyTorch reference)")
     p.add_argument("--tolerances", metavar="F.toml|F.json", help="tolerance overrides per model/format/precision")
+    p.add_argument("--emulate", choices=("fp16", "fp16-acc16"), default=None,
+                   help="run the float artefacts with a phone's fp16 arithmetic instead of their x86 runtime: "
+                        "fp16 = every tensor stored in fp16, sums in fp32 (TFLite GPU F32_F16, Core ML GPU); "
+                        "fp16-acc16 = conv/matmul accumulators in fp16 too (TFLite GPU F16, XNNPACK fp16 on "
+                        "ARMv8.2). Judged at the fp16 tolerances; parity prints a per-layer headroom table "
+                        "and names the first layer that overflows (README: fp16 emulation)")
     p.add_argument("--json", metavar="F", help="write the results as JSON")
     p.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per parity check)")
     p.add_argument("--markdown", metavar="F", help="write the Markdown table")
@@ -52,9 +58,27 @@ def _options(args, cls):
     if threads is None:
         import os
         threads = os.cpu_count() or 1
-    return cls(runtimes=H._resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
+    opts = cls(runtimes=H._resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
                size=H.parse_size(args.size), seed=args.seed, given=H.load_inputs(args.inputs),
                rules=load_tolerances(args.tolerances) if args.tolerances else None)
+    if getattr(args, "emulate", None):   # --- fp16 emulation (issue #16)
+        from styleport.runtime.emulate import RUNTIME_OF_MODE, emulation_rules
+        if args.runtimes:
+            raise BadInput("--emulate picks its own runtime (the fp16 emulator): drop --runtimes")
+        opts.runtimes = [RUNTIME_OF_MODE[args.emulate]]
+        opts.rules = emulation_rules(opts.rules)
+    return opts
+
+
+def _float_artifacts(arts, verb):
+    """--emulate covers float artefacts: int8 ones are left out, with a note."""
+    keep = [a for a in arts if (a.precision or "fp32") in ("fp32", "fp16")]
+    if len(keep) < len(arts):
+        print(f"styleport: note: --emulate: {len(arts) - len(keep)} int8 artefact(s) left out of {verb} "
+              "(fp16 emulation covers fp32 and fp16 artefacts)", file=sys.stderr)
+    if not keep:
+        raise BadInput("--emulate: no fp32 or fp16 artefact to run")
+    return keep
 
 
 def _write_outputs(args, doc, checks, results=None, title="styleport"):
@@ -107,6 +131,8 @@ def cmd_bench(args) -> int:
     opts.min_seconds, opts.max_seconds = args.min_seconds, args.max_seconds
     opts.parity = not args.no_parity
     arts = H.collect(args.targets, args.checkpoint, verify=not args.no_verify)
+    if args.emulate:
+        arts = _float_artifacts(arts, "bench")
     t0 = time.perf_counter()
     progress = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     results, checks = H.bench(arts, opts, progress)
@@ -114,7 +140,7 @@ def cmd_bench(args) -> int:
            "settings": {"warmup_runs": opts.warmup_runs, "num_runs": opts.num_runs,
                         "min_seconds": opts.min_seconds, "threads": opts.threads, "xnnpack": opts.xnnpack,
                         "seed": opts.seed, "inputs": "given" if opts.given else "seeded random",
-                        "psnr_peak": 1.0},
+                        "psnr_peak": 1.0, "emulate": args.emulate},
            "results": results, "checks": [c.to_dict() for c in checks],
            "elapsed_s": time.perf_counter() - t0}
     doc["exit_code"] = code = H.exit_code(checks, results)
@@ -140,11 +166,22 @@ def cmd_parity(args) -> int:
         arts = H.collect([args.bundle], args.checkpoint)
         if any(a.bundle is None for a in arts):
             raise BadInput(f"{args.bundle} is not a bundle; for two files use --reference A --candidate B")
+        if args.emulate:
+            arts = _float_artifacts(arts, "parity")
         checks, info = H.bundle_parity(arts, opts)
     else:
         if not (args.reference and args.candidate):
             raise BadInput("--reference and --candidate go together")
-        checks, info = H.pair_parity(args.reference, args.candidate, opts)
+        if args.emulate:   # only the candidate is emulated; the reference runs in its own runtime
+            rt = opts.runtimes[0]
+            opts.runtimes = None
+            checks, info = H.pair_parity(args.reference, args.candidate, opts, cand_runtime=rt)
+        else:
+            checks, info = H.pair_parity(args.reference, args.candidate, opts)
+    if args.emulate:
+        from styleport.runtime.emulate import annotate
+        annotate(checks)
+        info["emulate"] = args.emulate
     doc = {"schema": BENCH_SCHEMA, "kind": PARITY_KIND, "machine": machine_info(), **info,
            "inputs": "given" if opts.given else f"seeded random (seed {opts.seed})", "psnr_peak": 1.0,
            "checks": [c.to_dict() for c in checks], "elapsed_s": time.perf_counter() - t0}
@@ -152,6 +189,14 @@ def cmd_parity(args) -> int:
     if info.get("reference_reason"):
         print(f"styleport: note: {info['reference_reason']}", file=sys.stderr)
     _write_outputs(args, doc, checks, None, title="styleport parity")
+    if args.emulate and not args.quiet:
+        from styleport.runtime.emulate import render_headroom
+        for c in checks:
+            if c.emulation:
+                print()
+                print(render_headroom(c.emulation, c.name))
+                if c.emulation.get("problem"):
+                    print(c.emulation["problem"])
     _report_errors(checks)
     return code
 

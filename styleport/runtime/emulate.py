@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from styleport.runtime.base import Runner, RuntimeFailed, RuntimeUnavailable
+from styleport.runtime.base import Runner, RuntimeFailed, RuntimeSkipped, RuntimeUnavailable
 from styleport.runtime.fp16_numerics import FP16_MAX, MODES, check_mode, margin_bits, round16
 
 RUNTIME_OF_MODE = {"fp16": "emulate-fp16", "fp16-acc16": "emulate-fp16-acc16"}
@@ -79,6 +79,16 @@ def layer_stat(index, name, op, block, pre) -> LayerStat:
     return LayerStat(index, name, op, block, list(a.shape), mx, over, over, margin_bits(mx))
 
 
+def short(name: str, n: int = 48) -> str:
+    """A tensor name for messages: the last module-path segment (litert-torch names hold the whole
+    path), at most ``n`` characters."""
+    name = str(name).split(";")[0]
+    if "/" in name:
+        name = name.rsplit("/", 1)[-1]
+        name = name.rsplit("_", 1)[-1] if "." in name.split("_", 1)[0] else name
+    return name if len(name) <= n else "..." + name[-(n - 3):]
+
+
 def _fmt(v, spec=".3g"):
     return "-" if v is None else format(v, spec)
 
@@ -108,7 +118,7 @@ class Emulation:
             r["overflow"] += s.overflow
             r["nonfinite"] += s.nonfinite
             if s.max_abs is not None and (r["max_abs"] is None or s.max_abs > r["max_abs"]):
-                r["max_abs"], r["at"] = s.max_abs, f"{s.op} {s.name}"
+                r["max_abs"], r["at"] = s.max_abs, f"{s.op} {short(s.name, 32)}"
             if s.snr_db is not None and (r["min_snr_db"] is None or s.snr_db < r["min_snr_db"]):
                 r["min_snr_db"] = s.snr_db
         for r in rows.values():
@@ -123,7 +133,7 @@ class Emulation:
                "first_overflow": asdict(first) if first else None,
                "min_margin_bits": worst.margin_bits if worst else None,
                "min_margin_at": f"{worst.op} {worst.name} ({worst.block})" if worst else None,
-               "headroom": self.blocks()}
+               "headroom": self.blocks(), "layers": [asdict(x) for x in self.layers]}
         if snr_threshold is not None:
             t = self.first_over_tolerance(snr_threshold)
             doc["snr_threshold_db"] = snr_threshold
@@ -136,17 +146,52 @@ class Emulation:
         first = self.first_overflow()
         if first is not None:
             if first.overflow:
-                return (f"fp16 overflow at layer {first.block} ({first.op} {first.name}): max |value| "
+                return (f"fp16 overflow at layer {first.block} ({first.op} {short(first.name)}): max |value| "
                         f"{first.max_abs:.4g} > 65504, {first.overflow} values became inf")
-            return (f"fp16 inf/NaN first at layer {first.block} ({first.op} {first.name}; "
+            return (f"fp16 inf/NaN first at layer {first.block} ({first.op} {short(first.name)}; "
                     f"max finite |value| {_fmt(first.max_abs, '.4g')}): no overflow there, a division "
                     "by zero or 0*inf")
         if snr_threshold is not None:
             t = self.first_over_tolerance(snr_threshold)
             if t is not None:
-                return (f"first layer over tolerance: {t.block} ({t.op} {t.name}): SNR {t.snr_db:.1f} dB "
+                return (f"first layer over tolerance: {t.block} ({t.op} {short(t.name)}): SNR {t.snr_db:.1f} dB "
                         f"< {snr_threshold:g} dB vs fp32, max |value| {_fmt(t.max_abs, '.4g')}")
         return None
+
+
+def problem_of(summary: dict, snr_threshold: float | None = None) -> str | None:
+    """:meth:`Emulation.problem` from a summary dict (as stored on a parity check)."""
+    layers = [LayerStat(**d) for d in summary.get("layers", [])]
+    return Emulation(summary["mode"], summary["format"], summary["path"], layers, {}).problem(snr_threshold)
+
+
+def annotate(checks: list) -> None:
+    """Give every emulated parity check its problem sentence: the first overflowing layer (or the
+    first layer whose SNR falls under the check's PSNR/SNR threshold), first among its reasons when
+    it failed, and as ``emulation["problem"]`` always."""
+    for ck in checks:
+        em = getattr(ck, "emulation", None)
+        if not em:
+            continue
+        th = ck.tolerance.get("psnr_db", ck.tolerance.get("snr_db"))
+        msg = problem_of(em, th)
+        em["problem"] = msg
+        em["snr_threshold_db"] = th
+        if msg and ck.status == "fail":
+            ck.reasons.insert(0, msg)
+
+
+def emulation_rules(rules: list | None) -> list:
+    """Tolerance rules for ``--emulate``: fp32 artefacts computed in fp16 are judged with the fp16
+    tolerances (a GPU delegate allowed to lose precision runs an fp32 file in fp16); the user's own
+    rules still apply after these."""
+    from styleport.runtime.metrics import default_tolerance
+    out = []
+    for model in ("predictor", "transformer", "pipeline"):
+        fp32 = default_tolerance(model, "onnx", "fp32")
+        fp16 = default_tolerance(model, "onnx", "fp16")
+        out.append(((model, "*", "fp32"), {**{k: None for k in fp32}, **fp16}))
+    return out + list(rules or [])
 
 
 def render_headroom(summary: dict, title: str = "") -> str:
@@ -236,7 +281,7 @@ class EmulatedRunner(Runner):
         self._plain.open()
         prec = self._plain.precision()
         if prec == "int8":
-            raise RuntimeUnavailable("fp16 emulation covers float artefacts (fp32, fp16), not int8 ones")
+            raise RuntimeSkipped("fp16 emulation covers float artefacts (fp32, fp16), not int8 ones")
         self._emu = _backend(self.format, self.path, self.mode, self.threads)
         self.last: Emulation | None = None
 
@@ -263,6 +308,8 @@ class EmulatedRunner(Runner):
                         "not a device's"}
 
     def report(self, snr_threshold: float | None = None) -> dict | None:
+        """The latest run's summary (headroom table, per-tensor statistics): the harness stores it
+        on the parity check."""
         return self.last.summary(snr_threshold) if self.last is not None else None
 
 

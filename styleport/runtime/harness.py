@@ -252,6 +252,7 @@ class Check:
     tolerance: dict = field(default_factory=dict)
     reasons: list = field(default_factory=list)
     input_size: list | None = None
+    emulation: dict | None = None    # --- fp16 emulation (issue #16): the runner's headroom report
 
     @property
     def passed(self) -> bool | None:
@@ -268,7 +269,8 @@ class Check:
         return {"name": self.name, "model": self.model, "format": self.format, "precision": self.precision,
                 "runtime": self.runtime, "path": self.path, "reference": self.reference, "status": self.status,
                 "pass": self.passed, "input_size": self.input_size, "tolerance": self.tolerance,
-                "metrics": self.metrics, "reasons": self.reasons, **{"parity": self.summary()}}
+                "metrics": self.metrics, "reasons": self.reasons, **{"parity": self.summary()},
+                **({"emulation": self.emulation} if self.emulation is not None else {})}
 
 
 def judge(check: Check, ref_out: dict, cand_out: dict, rules) -> Check:
@@ -407,6 +409,7 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
                         if b is not None:
                             given[BOTTLENECK] = b
                     plan, canonical, cand = run_plan(r, a.inputs, a.outputs, size, given, rng_seed)
+                    ck.emulation = getattr(r, "report", lambda: None)()   # --- fp16 emulation (issue #16)
                     ck.input_size = plan.input_size()
                     runs[(a.model, a.format, precision, a.variant, rt)] = (a, size)
                 refout, ck.reference = reference_out(a.model, canonical)
@@ -434,6 +437,7 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
             given[BOTTLENECK] = pout[BOTTLENECK]
             with make_runner(rt, ta.path, threads=opts.threads, **runner_options(rt, opts)) as r:
                 plan, tcan, cand = run_plan(r, ta.inputs, ta.outputs, tsize, given, rng_seed)
+                ck.emulation = getattr(r, "report", lambda: None)()   # --- fp16 emulation (issue #16)
             ck.input_size = plan.input_size()
             rb, ck.reference = reference_out("predictor", pcan)
             tref = dict(tcan)
@@ -468,11 +472,12 @@ def pair_parity(reference: str, candidate: str, opts: Options, ref_runtime: str 
             raise BadInput(f"{ca.label} and {ra.label} do not take the same inputs "
                            f"({[s.name for s in rplan.inputs]} vs {[s.name for s in cins]})")
         cand_out = cplan.canonical_outputs(c.run(cplan.feeds(canonical)))
+        cand_report = getattr(c, "report", lambda: None)()   # --- fp16 emulation (issue #16)
         cprec = ca.precision or c.precision() or "fp32"
     model = cplan.model_role
     ck = Check(name=f"{model}/{ca.format}/{cprec}@{crt} vs {ra.label}", model=model, format=ca.format,
                precision=cprec, runtime=crt, path=ca.label, reference=f"{rrt}:{ra.label}",
-               input_size=cplan.input_size())
+               input_size=cplan.input_size(), emulation=cand_report)
     judge(ck, ref_out, cand_out, opts.rules)
     return [ck], {"reference": str(ra.path), "reference_precision": ra.precision or rprec,
                   "inputs": "given" if opts.given else f"seeded random (seed {opts.seed})"}
