@@ -79,6 +79,17 @@ def layer_stat(index, name, op, block, pre) -> LayerStat:
     return LayerStat(index, name, op, block, list(a.shape), mx, over, over, margin_bits(mx))
 
 
+def _json_safe(v):
+    """inf/NaN -> None (JSON has neither); overflow stays visible in the overflow/nonfinite counts."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    return v
+
+
 def short(name: str, n: int = 48) -> str:
     """A tensor name for messages: the last module-path segment (litert-torch names hold the whole
     path), at most ``n`` characters."""
@@ -138,7 +149,7 @@ class Emulation:
             t = self.first_over_tolerance(snr_threshold)
             doc["snr_threshold_db"] = snr_threshold
             doc["first_over_tolerance"] = asdict(t) if t else None
-        return doc
+        return _json_safe(doc)
 
     def problem(self, snr_threshold: float | None = None) -> str | None:
         """One sentence naming the first layer that overflows (or, failing that, breaks the
@@ -196,14 +207,17 @@ def emulation_rules(rules: list | None) -> list:
 
 def render_headroom(summary: dict, title: str = "") -> str:
     lines = [f"fp16 headroom{(' ' + title) if title else ''} (emulate {summary['mode']}; margin = "
-             "log2(65504 / max|value|), negative or -inf = overflow)",
+             "log2(65504 / max|value|) in bits; OVERFLOW = values past 65504 became inf)",
              "| layer | tensors | max abs value | at | margin (bits) | overflow | min SNR dB |",
              "|---|---|---|---|---|---|---|"]
     for r in summary["headroom"]:
         m = r["margin_bits"]
-        ms = "-inf (OVERFLOW)" if m == -math.inf else _fmt(m, ".1f") + (" (tight)" if m is not None and
-                                                                          m < CLEAR_MARGIN_BITS else "")
-        lines.append(f"| {r['layer']} | {r['tensors']} | {_fmt(r['max_abs'], '.4g')} | {r['at'] or '-'} | {ms} | "
+        if r["overflow"] or r["nonfinite"]:
+            ms = "OVERFLOW" if r["overflow"] else "inf/NaN"
+        else:
+            ms = _fmt(m, ".1f") + (" (tight)" if m is not None and m < CLEAR_MARGIN_BITS else "")
+        mx = "inf" if r["max_abs"] is None and r["nonfinite"] else _fmt(r["max_abs"], ".4g")
+        lines.append(f"| {r['layer']} | {r['tensors']} | {mx} | {r['at'] or '-'} | {ms} | "
                      f"{r['overflow'] or ''} | {_fmt(r['min_snr_db'], '.1f')} |")
     return "\n".join(lines)
 
