@@ -16,6 +16,12 @@ on two networks:
 
     .venv/bin/python benchmarks/suites/fp16_emulation.py [--size 384] [--images 2]
 
+Faithfulness (ex255, TFLite fp16 artefacts, --faith-size px): the TFLite emulator's fp16 output
+against two independent implementations of the same arithmetic on the same decomposition -
+PyTorch's CPU float16 kernels running the export module in the TFLite op forms (fp16 storage per op,
+fp32 inside), and ORT with Cast pairs on an ONNX twin of that module - plus the interpreter's fp32
+mode against LiteRT. No fp16-accumulating hardware is reachable here: acc16 has no such check.
+
 Inputs: the first N content photos of ../shared/data/images/content (procedural scenes when
 absent); Google's network gets the fp32 predictor's bottleneck of the first painting. Writes
 benchmarks/results/fp16_emulation.json (PSNR peak 1.0; the first overflowing layer when there is one).
@@ -127,11 +133,59 @@ def measure(bundle: Path, ckpt: Path, inputs, bottleneck, label: str) -> list[di
     return rows
 
 
+def _db(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return None
+    mse = float(np.mean((a - b) ** 2))
+    return 200.0 if mse == 0 else round(min(200.0, 10 * np.log10(1.0 / mse)), 2)
+
+
+def faithfulness(ckpt: Path, bundle: Path, rescaled: bool, size: int) -> dict:
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    from styleport.export.fp16safe import make_fp16_safe
+    from styleport.export.wrappers import export_module, io_spec, quiet_torch_export
+    from styleport.models.checkpoint import load_checkpoint
+    from styleport.runtime.emulate_onnx import OnnxEmulator
+    from styleport.runtime.emulate_tflite import TFLiteEmulator
+    model, _ = load_checkpoint(ckpt)
+    path = bundle / "tflite" / "transformer.fp16.tflite"
+    x = np.random.default_rng(1).random((1, size, size, 3), dtype=np.float32)
+    emu = TFLiteEmulator(path, "fp16").run({"content_image": x})[0]["stylized_image"]
+    interp32 = TFLiteEmulator(path, "fp32").run({"content_image": x})[0]["stylized_image"]
+    with quiet_torch_export():
+        litert = next(iter(Interpreter(model_path=str(path)).get_signature_runner()(content_image=x).values()))
+    mod = export_module(model, "transformer", "tflite")
+    if rescaled:
+        ins, _, sample = io_spec(model, "transformer", "tflite", (size, size), 256)
+        make_fp16_safe(mod, sample, ins)
+    with torch.no_grad():
+        for p in mod.parameters():
+            p.copy_(p.half().float())          # the artefact's fp16 weights
+        ref32 = mod(torch.from_numpy(x)).numpy()
+        with quiet_torch_export():
+            twin = torch.onnx.export(mod, (torch.from_numpy(x),), input_names=["content_image"],
+                                     output_names=["stylized_image"], dynamo=True, opset_version=20,
+                                     optimize=True, verify=False).model_proto
+        half = mod.half()(torch.from_numpy(x).half()).float().numpy()
+    ort_twin = OnnxEmulator(twin, "fp16").run({"content_image": x})[0]["stylized_image"]
+    return {"size": size, "fp16_rescale": rescaled,
+            "interpreter_fp32_vs_litert_max_abs": float(np.abs(interp32 - litert).max()),
+            "psnr_db": {"emulator_vs_torch_half_cpu": _db(emu, half), "emulator_vs_ort_cast_twin": _db(emu, ort_twin),
+                        "torch_half_cpu_vs_ort_cast_twin": _db(half, ort_twin),
+                        "emulator_vs_fp32": _db(emu, ref32), "torch_half_cpu_vs_fp32": _db(half, ref32),
+                        "ort_cast_twin_vs_fp32": _db(ort_twin, ref32)},
+            "identical_fraction_emulator_vs_torch_half": float(np.mean(emu == half))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--formats", default="onnx,tflite,coreml")
+    ap.add_argument("--faith-size", type=int, default=64)
     args = ap.parse_args()
     import torch
     torch.set_num_threads(2)
@@ -142,7 +196,7 @@ def main() -> int:
     t_start = time.perf_counter()
     formats = [f for f in args.formats.split(",") if f]
     inputs = images(args.images, args.size)
-    rows, notes = [], []
+    rows, notes, faith = [], [], []
     with tempfile.TemporaryDirectory(prefix="fp16emu-") as tmp:
         tmp = Path(tmp)
         nets = []
@@ -166,6 +220,12 @@ def main() -> int:
                           calibration={"variants": False}, fp16_rescale=rescale)
             print(f"exported {label} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
             rows += measure(b, ckpt, inputs, bottleneck, label)
+            if label.startswith("ex255") and "tflite" in formats:
+                fb = tmp / f"f{i}"
+                export_bundle(ckpt, fb, ["tflite"], ["fp16"], size=args.faith_size, progress=False,
+                              calibration={"variants": False}, fp16_rescale=rescale)
+                faith.append(faithfulness(ckpt, fb, rescale, args.faith_size))
+                print(f"faithfulness {label}: {faith[-1]}", file=sys.stderr, flush=True)
     print("\n| network | format | x86 fp16 PSNR dB | emulated fp16 | emulated fp16-acc16 | first problem (fp16) |",
           file=sys.stderr)
     for r in rows:
@@ -175,7 +235,7 @@ def main() -> int:
     write("fp16_emulation", {"suite": "fp16_emulation", "size": args.size, "images": [n for n, _ in inputs],
                              "machine": machine(), "threads": 2, "loadavg": [la0, loadavg()],
                              "seconds": round(time.perf_counter() - t_start, 1), "psnr_peak": 1.0,
-                             "reference": "fp32 PyTorch checkpoint", "rows": rows, "notes": notes})
+                             "reference": "fp32 PyTorch checkpoint", "rows": rows, "faithfulness": faith, "notes": notes})
     return 0
 
 
