@@ -158,6 +158,9 @@ def cmd_parity(args) -> int:
     modes = sum(bool(x) for x in (args.bundle, args.reference or args.candidate, args.layerwise))
     if modes != 1:
         raise BadInput("give one of: BUNDLE, --reference A --candidate B, or --layerwise A B")
+    if args.layerwise and args.emulate:
+        raise BadInput("--emulate works with BUNDLE or --reference A --candidate B, not --layerwise "
+                       "(the emulated parity already reports every layer)")
     opts = _options(args, H.Options)
     t0 = time.perf_counter()
     if args.layerwise:
