@@ -289,6 +289,9 @@ class EmulatedRunner(Runner):
         if self.format not in self.formats:
             raise RuntimeUnavailable(f"fp16 emulation covers .onnx, .tflite and .mlpackage files, not "
                                      f"{Path(str(self.path)).name}")
+        if self.format == "coreml" and not Path(str(self.path)).is_dir():
+            raise RuntimeSkipped("fp16 emulation covers CoreML ML programs (.mlpackage); neuralNetwork "
+                                 ".mlmodel files are not emulated")
         plain = {"onnx": "onnxruntime", "tflite": "litert", "coreml": "coreml-mil"}[self.format]
         self._plain = make_runner(plain, self.path, threads=self.threads, **({"xnnpack": False}
                                                                              if plain == "litert" else {}))
