@@ -101,7 +101,8 @@ def _check_fp32(fmt: str, path: Path, module, sample, inputs) -> dict:
 
 
 def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisions=("fp32",), size=384,
-                  style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None) -> dict:
+                  style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None,
+                  fp16_rescale=True) -> dict:
     from styleport.export.coreml_export import export_coreml
     from styleport.export.onnx_export import DEFAULT_OPSET, export_onnx
     from styleport.export.tflite_export import export_tflite
@@ -154,6 +155,13 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
             rel = f"{fmt}/{net}.{prec}{EXT[fmt]}"
             path = tmp / rel
             t0 = time.perf_counter()
+            # --- fp16-safe export (issue #16): rescale convs feeding instance norms; fp16 artefacts only
+            safe = None
+            if prec == "fp16" and fp16_rescale:
+                from styleport.export.fp16safe import make_fp16_safe
+                safe = make_fp16_safe(module, sample, inputs)
+            rescaled = bool(safe and safe["applied"])
+            # --- end fp16-safe export
             if prec == "fp32" or fmt == "coreml" and prec == "fp16":
                 if fmt == "onnx":
                     details = export_onnx(module, sample, inputs, outputs, path, opset or DEFAULT_OPSET,
@@ -167,9 +175,9 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
                     details["check"] = _check_fp32(fmt, path, module, sample, inputs)
                     fp32_paths[(net, fmt)] = path
             else:
-                base = fp32_paths.get((net, fmt))
+                base = None if rescaled else fp32_paths.get((net, fmt))
                 if base is None:  # quantizers start from the fp32 artefact; make it, unlisted
-                    base = tmp / "_work" / f"{fmt}/{net}.fp32{EXT[fmt]}"
+                    base = tmp / "_work" / f"{fmt}/{net}.fp32{'-fp16safe' if rescaled else ''}{EXT[fmt]}"
                     if fmt == "onnx":
                         export_onnx(module, sample, inputs, outputs, base, opset or DEFAULT_OPSET,
                                     dynamic=dynamic and net == "transformer")
@@ -177,9 +185,12 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
                         export_tflite(module, sample, inputs, outputs, base)
                     else:
                         export_coreml(module, sample, inputs, outputs, base, dynamic=dynamic and net == "transformer")
-                    fp32_paths[(net, fmt)] = base
+                    if not rescaled:
+                        fp32_paths[(net, fmt)] = base
                 details = make_variant(fmt, prec, base, path, module=module, sample=sample, inputs=inputs,
                                        outputs=outputs, network=net, model=model, calibration=calibration)
+            if safe is not None:
+                details["fp16_rescale"] = safe
             details["seconds"] = round(time.perf_counter() - t0, 2)
             # --- quantization variants (issue #5): extra artefacts of one precision, keyed by "variant"
             extra = details.pop("variants", [])

@@ -38,6 +38,10 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--target-psnr", type=float, default=None, metavar="DB",
                    help="ONNX static int8: keep the fewest layers in float that reach DB on held-out images "
                         "(adds variant 'target' and sensitivity.json with the size/latency-vs-PSNR curve)")
+    p.add_argument("--no-fp16-rescale", action="store_true",
+                   help="fp16 artefacts: do not scale down the convs that feed instance norms (by default "
+                        "they are, with eps to match, so fp16 devices keep clear of the 65504 range; fp32 "
+                        "numbers are unchanged; the scales go in the manifest details)")
     p.add_argument("--json", metavar="FILE", help="also write the manifest here")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_export)
@@ -76,7 +80,8 @@ def cmd_export(args) -> int:
         calibration["target_psnr"] = args.target_psnr
     manifest = export_bundle(args.checkpoint, args.out, formats, precisions, size=size, style_size=args.style_size,
                              dynamic=args.dynamic, force=args.force, opset=args.opset,
-                             progress=not args.no_progress, calibration=calibration)
+                             progress=not args.no_progress, calibration=calibration,
+                             fp16_rescale=not args.no_fp16_rescale)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(manifest, f, indent=2)

@@ -11,6 +11,10 @@ quantized / stayed float, counted from the graph.
   content; PSNR/SSIM of that image vs the all-fp32 pipeline, plus the bottleneck's SNR.
 * CoreML: run with the numpy MIL interpreter (styleport.runtime.coreml_mil); latency not reported
   (a reference interpreter, not CoreML).
+* fp16 artefacts: an fp16 headroom table (issue #16), from one emulated-fp16 run on the first
+  held-out pair (styleport.runtime.emulate: every tensor stored in fp16, as a phone's GPU or
+  XNNPACK fp16 path does): per layer, max |value| and log2(65504 / max|value|), the first layer that
+  overflows, and the emulated PSNR beside the x86 one.
 
 Held-out images: ``calibration["eval_content"]`` / ``["eval_style"]`` folders when given; else the
 images of the calibration folders that calibration did not sample; else procedural images
@@ -167,6 +171,8 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
             row["note"] = f"run failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
             rows.append(row)
             continue
+        if a["precision"] == "fp16" and not a.get("variant"):
+            row["fp16_headroom"] = _fp16_headroom(a, root, feeds, ref if a["model"] != "predictor" else None)
         row["psnr_db"] = round(float(np.mean(ps)), 2)
         row["psnr_min_db"] = round(float(np.min(ps)), 2)
         row["ssim"] = round(float(np.mean(ss)), 4)
@@ -181,6 +187,51 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
             "held_out": desc, "pairs": len(pairs), "size": list(size), "style_size": style_size,
             "latency": "median of the held-out runs, 2 threads, measured during export (rough)",
             "results": rows}
+
+
+def _fp16_headroom(a: dict, root: Path, feeds: dict, ref) -> dict:
+    """One emulated-fp16 run of an fp16 artefact on the last held-out feeds (the quality report
+    borrows the runtime's emulator, as it borrows the coreml-mil runner)."""
+    try:
+        from styleport.runtime.emulate import emulate
+        e = emulate(root / a["path"], feeds, "fp16", fmt=a["format"], reference=False)
+        s = e.summary()
+        doc = {"mode": "fp16", "min_margin_bits": s["min_margin_bits"], "min_margin_at": s["min_margin_at"],
+               "problem": e.problem(), "layers": s["headroom"]}
+        if ref is not None:
+            out = _to_nchw(np.asarray(next(iter(e.outputs.values())), np.float32), a["inputs"][0]["layout"])
+            doc["emulated_psnr_db"] = round(psnr(np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0), ref), 2)
+        return doc
+    except Exception as e:  # noqa: BLE001 - a metric must not fail the export
+        return {"note": f"not run: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
+
+
+def _headroom_md(doc: dict) -> list[str]:
+    rows = [r for r in doc["results"] if r.get("fp16_headroom")]
+    if not rows:
+        return []
+    lines = ["", "## fp16 headroom (emulated fp16: every tensor stored in fp16, sums in fp32)", "",
+             "Margin = log2(65504 / max |value|) over the tensors of each layer (a layer = a convolution "
+             "and the ops after it); negative = overflow. One run on the last held-out pair.", ""]
+    for r in rows:
+        h = r["fp16_headroom"]
+        head = f"### {r['model']} {r['format']} fp16"
+        if h.get("note"):
+            lines += [head, "", h["note"], ""]
+            continue
+        em = f", emulated PSNR {h['emulated_psnr_db']:.1f} dB" if h.get("emulated_psnr_db") is not None else ""
+        mm = "-" if h["min_margin_bits"] is None else f"{h['min_margin_bits']:.1f}"
+        lines += [head, "", f"Smallest margin {mm} bits at {h['min_margin_at']}{em}. "
+                  + (h["problem"] or "No overflow."), "",
+                  "| layer | max abs value | margin (bits) | overflow |", "|---|---:|---:|---:|"]
+        for L in h["layers"]:
+            m = L["margin_bits"]
+            bad = L["overflow"] or L["nonfinite"]
+            lines.append(f"| {L['layer']} | {'inf' if L['max_abs'] is None and bad else '-' if L['max_abs'] is None else format(L['max_abs'], '.4g')} | "
+                         f"{'OVERFLOW' if bad else '-' if m is None else format(m, '.1f')} | "
+                         f"{L['overflow'] or ''} |")
+        lines.append("")
+    return lines
 
 
 def markdown(doc: dict) -> str:
@@ -200,6 +251,7 @@ def markdown(doc: dict) -> str:
                      f"{r['ratio_to_fp32'] if r.get('ratio_to_fp32') is not None else '-'} | {p} | "
                      f"{r.get('ssim', '-')} | {r.get('latency_ms', '-')} | {ops(r.get('ops_quantized'))} | "
                      f"{ops(r.get('ops_float'))} |")
+    lines += _headroom_md(doc)
     return "\n".join(lines) + "\n"
 
 

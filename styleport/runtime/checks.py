@@ -31,6 +31,7 @@ class Check:
     tolerance: dict = field(default_factory=dict)
     reasons: list = field(default_factory=list)
     input_size: list | None = None
+    emulation: dict | None = None    # --emulate fp16: the emulating runner's headroom report
 
     @property
     def passed(self) -> bool | None:
@@ -47,7 +48,8 @@ class Check:
         return {"name": self.name, "model": self.model, "format": self.format, "precision": self.precision,
                 "runtime": self.runtime, "path": self.path, "reference": self.reference, "status": self.status,
                 "pass": self.passed, "input_size": self.input_size, "tolerance": self.tolerance,
-                "metrics": self.metrics, "reasons": self.reasons, **{"parity": self.summary()}}
+                "metrics": self.metrics, "reasons": self.reasons, **{"parity": self.summary()},
+                **({"emulation": self.emulation} if self.emulation is not None else {})}
 
 
 def judge(check: Check, ref_out: dict, cand_out: dict, rules) -> Check:

@@ -36,6 +36,12 @@ def _common(p):
     p.add_argument("--checkpoint", "--reference-checkpoint", dest="checkpoint", metavar="CKPT",
                    help="the bundle's source checkpoint, when moved (PyTorch reference)")
     p.add_argument("--tolerances", metavar="F.toml|F.json", help="tolerance overrides per model/format/precision")
+    p.add_argument("--emulate", choices=("fp16", "fp16-acc16"), default=None,
+                   help="run the float artefacts with a phone's fp16 arithmetic instead of their x86 runtime: "
+                        "fp16 = every tensor stored in fp16, sums in fp32 (TFLite GPU F32_F16, Core ML GPU); "
+                        "fp16-acc16 = conv/matmul accumulators in fp16 too (TFLite GPU F16, XNNPACK fp16 on "
+                        "ARMv8.2). Judged at the fp16 tolerances; parity prints a per-layer headroom table "
+                        "and names the first layer that overflows (README: fp16 emulation)")
     p.add_argument("--json", metavar="F", help="write the results as JSON")
     p.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per parity check)")
     p.add_argument("--markdown", metavar="F", help="write the Markdown table")
@@ -52,9 +58,27 @@ def _options(args, cls):
     if threads is None:
         import os
         threads = os.cpu_count() or 1
-    return cls(runtimes=T.resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
+    opts = cls(runtimes=T.resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
                size=T.parse_size(args.size), seed=args.seed, given=T.load_inputs(args.inputs),
                rules=load_tolerances(args.tolerances) if args.tolerances else None)
+    if getattr(args, "emulate", None):   # --- fp16 emulation (issue #16)
+        from styleport.runtime.emulate import RUNTIME_OF_MODE, emulation_rules
+        if args.runtimes:
+            raise BadInput("--emulate picks its own runtime (the fp16 emulator): drop --runtimes")
+        opts.runtimes = [RUNTIME_OF_MODE[args.emulate]]
+        opts.rules = emulation_rules(opts.rules)
+    return opts
+
+
+def _float_artifacts(arts, verb):
+    """--emulate covers float artefacts: int8 ones are left out, with a note."""
+    keep = [a for a in arts if (a.precision or "fp32") in ("fp32", "fp16")]
+    if len(keep) < len(arts):
+        print(f"styleport: note: --emulate: {len(arts) - len(keep)} int8 artefact(s) left out of {verb} "
+              "(fp16 emulation covers fp32 and fp16 artefacts)", file=sys.stderr)
+    if not keep:
+        raise BadInput("--emulate: no fp32 or fp16 artefact to run")
+    return keep
 
 
 def _write_outputs(args, doc, checks, results=None, title="styleport"):
@@ -110,6 +134,8 @@ def cmd_bench(args) -> int:
     opts.parity = not args.no_parity
     conv = T.convention(args.range, args.order, "")
     arts = T.collect(args.targets, args.checkpoint, verify=not args.no_verify, conv=conv)
+    if args.emulate:
+        arts = _float_artifacts(arts, "bench")
     t0 = time.perf_counter()
     progress = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     results, checks = B.bench(arts, opts, progress)
@@ -118,7 +144,7 @@ def cmd_bench(args) -> int:
                         "min_seconds": opts.min_seconds, "threads": opts.threads, "xnnpack": opts.xnnpack,
                         "seed": opts.seed, "inputs": "given" if opts.given else "seeded random",
                         "convention": conv.to_dict() if conv else None,
-                        "psnr_peak": 1.0},
+                        "psnr_peak": 1.0, "emulate": args.emulate},
            "results": results, "checks": [c.to_dict() for c in checks],
            "elapsed_s": time.perf_counter() - t0}
     doc["exit_code"] = code = C.exit_code(checks, results)
@@ -138,6 +164,9 @@ def cmd_parity(args) -> int:
     modes = sum(bool(x) for x in (args.bundle, args.reference or args.candidate, args.layerwise))
     if modes != 1:
         raise BadInput("give one of: BUNDLE, --reference A --candidate B, or --layerwise A B")
+    if args.layerwise and args.emulate:
+        raise BadInput("--emulate works with BUNDLE or --reference A --candidate B, not --layerwise "
+                       "(the emulated parity already reports every layer)")
     convs = {side: T.convention(getattr(args, f"{side}_range"), getattr(args, f"{side}_order"), side)
              for side in ("reference", "candidate")}
     if any(convs.values()) and not (args.reference or args.candidate):
@@ -151,12 +180,22 @@ def cmd_parity(args) -> int:
         arts = T.collect([args.bundle], args.checkpoint)
         if any(a.bundle is None for a in arts):
             raise BadInput(f"{args.bundle} is not a bundle; for two files use --reference A --candidate B")
+        if args.emulate:
+            arts = _float_artifacts(arts, "parity")
         checks, info = P.bundle_parity(arts, opts)
     else:
         if not (args.reference and args.candidate):
             raise BadInput("--reference and --candidate go together")
-        checks, info = P.pair_parity(args.reference, args.candidate, opts, ref_conv=convs["reference"],
-                                     cand_conv=convs["candidate"])
+        cand_rt = None
+        if args.emulate:   # only the candidate is emulated; the reference runs in its own runtime
+            cand_rt = opts.runtimes[0]
+            opts.runtimes = None
+        checks, info = P.pair_parity(args.reference, args.candidate, opts, cand_runtime=cand_rt,
+                                     ref_conv=convs["reference"], cand_conv=convs["candidate"])
+    if args.emulate:
+        from styleport.runtime.emulate import annotate
+        annotate(checks)
+        info["emulate"] = args.emulate
     doc = {"schema": BENCH_SCHEMA, "kind": PARITY_KIND, "machine": machine_info(), **info,
            "inputs": "given" if opts.given else f"seeded random (seed {opts.seed})", "psnr_peak": 1.0,
            "checks": [c.to_dict() for c in checks], "elapsed_s": time.perf_counter() - t0}
@@ -167,6 +206,14 @@ def cmd_parity(args) -> int:
         print(f"styleport: note: reference (not checked): {', '.join(info['reference_artifacts'])}",
               file=sys.stderr)
     _write_outputs(args, doc, checks, None, title="styleport parity")
+    if args.emulate and not args.quiet:
+        from styleport.runtime.emulate import render_headroom
+        for c in checks:
+            if c.emulation:
+                print()
+                print(render_headroom(c.emulation, c.name))
+                if c.emulation.get("problem"):
+                    print(c.emulation["problem"])
     _report_errors(checks)
     return code
 

@@ -39,6 +39,12 @@ def run_plan(runner, inputs_manifest, outputs_manifest, size, given, seed,
     return plan, canonical, plan.canonical_outputs(runner.run(plan.feeds(canonical)))
 
 
+def emulation_report(runner) -> dict | None:
+    """The headroom report of an emulating runner (``--emulate fp16``); None for real runtimes."""
+    report = getattr(runner, "report", None)
+    return report() if callable(report) else None
+
+
 def _fallback_runtime(fmt: str, opts: Options) -> str:
     """The runtime that runs one side of a comparison: the first of --runtimes (or of the format's
     defaults) that can run on this platform, e.g. coreml-mil for CoreML files off macOS."""
@@ -120,6 +126,7 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
                         if b is not None:
                             given[BOTTLENECK] = b
                     plan, canonical, cand = run_plan(r, a.inputs, a.outputs, size, given, opts.seed)
+                    ck.emulation = emulation_report(r)
                     ck.input_size = plan.input_size()
                     runs[key] = (a, size)
                 refout, ck.reference = reference_out(a.model, canonical)
@@ -149,6 +156,7 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
             given[BOTTLENECK] = pout[BOTTLENECK]
             with make_runner(rt, ta.path, threads=opts.threads, **runner_options(rt, opts)) as r:
                 plan, tcan, cand = run_plan(r, ta.inputs, ta.outputs, tsize, given, opts.seed)
+                ck.emulation = emulation_report(r)
             ck.input_size = plan.input_size()
             rb, ck.reference = reference_out("predictor", pcan)
             tref = dict(tcan)
@@ -188,9 +196,10 @@ def pair_parity(reference: str, candidate: str, opts: Options, ref_runtime: str 
         model = cplan.model_role
         check_selectors(opts.rules, {(model, ca.format, cprec)})
         cand_out = cplan.canonical_outputs(c.run(cplan.feeds(canonical)))
+        cand_report = emulation_report(c)
     ck = Check(name=f"{check_name(model, ca.format, cprec, crt)} vs {ra.label}", model=model, format=ca.format,
                precision=cprec, runtime=crt, path=ca.label, reference=f"{rrt}:{ra.label}",
-               input_size=cplan.input_size())
+               input_size=cplan.input_size(), emulation=cand_report)
     judge(ck, ref_out, cand_out, opts.rules)
     info = {"reference": str(ra.path), "reference_precision": ra.precision or rprec,
             "inputs": "given" if opts.given else f"seeded random (seed {opts.seed})"}

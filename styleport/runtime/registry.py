@@ -23,6 +23,9 @@ RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "coreml": ("styleport.runtime.coreml_runner", "CoreMLRunner", ("coreml",)),
     "coreml-mil": ("styleport.runtime.coreml_mil", "CoreMLMilRunner", ("coreml",)),
     "torch": ("styleport.runtime.torch_runner", "TorchRunner", ("pytorch",)),
+    # fp16 device arithmetic emulated (issue #16; --emulate); never a default runtime
+    "emulate-fp16": ("styleport.runtime.emulate", "EmulatedRunner", ("onnx", "tflite", "coreml")),
+    "emulate-fp16-acc16": ("styleport.runtime.emulate", "EmulatedRunnerAcc16", ("onnx", "tflite", "coreml")),
 }
 
 # Runtimes tried for a format when --runtimes is not given, in order.
