@@ -363,7 +363,8 @@ def norm_feeders(model: onnx.ModelProto) -> list[tuple[str, str, str | None]]:
 
 
 def channel_ranges(model: onnx.ModelProto, tensors: list[str], feeds: list[dict]) -> dict:
-    """{tensor: (min [C], max [C])} over ``feeds`` (ONNX Runtime, graph outputs added)."""
+    """{tensor: (min [C], max [C], smallest per-image variance [C])} over ``feeds`` (ONNX Runtime,
+    graph outputs added)."""
     import onnxruntime as ort
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -375,16 +376,19 @@ def channel_ranges(model: onnx.ModelProto, tensors: list[str], feeds: list[dict]
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    lo = {t: None for t in tensors}
-    hi = {t: None for t in tensors}
+    stats: dict = {}
     for f in feeds:
         outs = dict(zip([o.name for o in s.get_outputs()], s.run(None, f)))
         for t in tensors:
-            a = outs[t]
-            mn, mx = a.min(axis=(0, 2, 3)), a.max(axis=(0, 2, 3))
-            lo[t] = mn if lo[t] is None else np.minimum(lo[t], mn)
-            hi[t] = mx if hi[t] is None else np.maximum(hi[t], mx)
-    return {t: (lo[t], hi[t]) for t in tensors}
+            a = outs[t].astype(np.float64)
+            new = (a.min(axis=(0, 2, 3)), a.max(axis=(0, 2, 3)), a.var(axis=(2, 3)).min(axis=0))
+            old = stats.get(t)
+            stats[t] = new if old is None else (np.minimum(old[0], new[0]), np.maximum(old[1], new[1]),
+                                                np.minimum(old[2], new[2]))
+    return stats
+
+
+EPS_CHANGE = 1e-2  # largest relative change of a norm's sqrt(var + eps) that equalization may cause
 
 
 def equalize_norm_inputs(model: onnx.ModelProto, feeds: list[dict]) -> tuple[onnx.ModelProto, list[str]]:
@@ -392,7 +396,12 @@ def equalize_norm_inputs(model: onnx.ModelProto, feeds: list[dict]) -> tuple[onn
     channel spans [-1, 1] on the calibration feeds: IN(a*x + d) == IN(x) for a > 0 (the norm removes
     any per-channel shift and scale; only its epsilon sees the new scale: var + eps/a² instead of
     var + eps). One per-tensor int8 scale at the conv output then fits every channel, instead of
-    drowning the low-range ones (the reason instance norm input was kept float so far)."""
+    drowning the low-range ones (the reason instance norm input was kept float so far).
+
+    The shift is exact; the scale is exact but for the norm's epsilon (eps/a² in place of eps).
+    Each channel's scale is clamped so that sqrt(var + eps) changes by at most EPS_CHANGE for
+    the lowest-variance calibration image (channels whose variance is near eps, where eps
+    shapes the output, keep a scale near 1)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     chains = norm_feeders(m)
@@ -405,10 +414,18 @@ def equalize_norm_inputs(model: onnx.ModelProto, feeds: list[dict]) -> tuple[onn
         conv = next(n for n in g.g.node if n.name == conv_name)
         w = g.const(conv.input[1]).astype(np.float32)
         b = g.const(conv.input[2]).astype(np.float32) if len(conv.input) > 2 and conv.input[2] else np.zeros(w.shape[0], np.float32)
-        lo, hi = ranges[tensor]
+        lo, hi, var = ranges[tensor]
         c = lo.shape[0]
-        half = np.maximum((hi - lo) / 2.0, 1e-12)
-        a = (1.0 / half).astype(np.float32)
+        half = (hi - lo) / 2.0
+        a = np.where(half > 0, 1.0 / np.maximum(half, 1e-30), 1.0)
+        eps = next((float(_attr(n, "epsilon", 1e-5)) for n in g.g.node
+                    if n.op_type == "InstanceNormalization" and n.input[0] == tensor), 1e-5)
+        # |sqrt((var + eps/a²) / (var + eps)) - 1| <= EPS_CHANGE  <=>  a within [a_lo, a_hi]
+        lo_r, hi_r = (1 - EPS_CHANGE) ** 2, (1 + EPS_CHANGE) ** 2
+        a_hi = np.where(var + eps - lo_r * (var + eps) < eps,
+                        np.sqrt(eps / np.maximum(eps - (1 - lo_r) * (var + eps), 1e-300)), np.inf)
+        a_lo = np.sqrt(eps / ((hi_r - 1) * (var + eps) + eps))
+        a = np.clip(a, a_lo, a_hi).astype(np.float32)
         mid = ((hi + lo) / 2.0).astype(np.float32)
         reps = w.shape[0] // c  # DepthToSpace DCR: conv channel j feeds norm channel j % C
         a_j, mid_j = np.tile(a, reps), np.tile(mid, reps)
@@ -420,8 +437,9 @@ def equalize_norm_inputs(model: onnx.ModelProto, feeds: list[dict]) -> tuple[onn
         while len(conv.input) < 3:
             conv.input.append("")
         conv.input[1], conv.input[2] = wn, bn
+        clamped = int(np.sum(np.abs(a * half - 1) > 1e-3))
         notes.append(f"equalize: {conv_name} -> {tensor}: channel half-ranges {half.min():.3g}..{half.max():.3g} "
-                     f"scaled to 1")
+                     f"scaled to 1" + (f" ({clamped} of {c} clamped: variance near the norm's epsilon)" if clamped else ""))
     g.drop_unused_inits()
     onnx.checker.check_model(m)
     return m, notes

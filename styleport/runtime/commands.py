@@ -106,6 +106,7 @@ def cmd_bench(args) -> int:
     opts.warmup_runs, opts.num_runs = args.warmup_runs, args.num_runs
     opts.min_seconds, opts.max_seconds = args.min_seconds, args.max_seconds
     opts.parity = not args.no_parity
+    opts.profile = args.profile
     arts = H.collect(args.targets, args.checkpoint, verify=not args.no_verify)
     t0 = time.perf_counter()
     progress = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
@@ -114,6 +115,7 @@ def cmd_bench(args) -> int:
            "settings": {"warmup_runs": opts.warmup_runs, "num_runs": opts.num_runs,
                         "min_seconds": opts.min_seconds, "threads": opts.threads, "xnnpack": opts.xnnpack,
                         "seed": opts.seed, "inputs": "given" if opts.given else "seeded random",
+                        "profile": opts.profile,
                         "psnr_peak": 1.0},
            "results": results, "checks": [c.to_dict() for c in checks],
            "elapsed_s": time.perf_counter() - t0}
@@ -188,6 +190,10 @@ def add_parsers(sub, common) -> None:
     b.add_argument("--max_seconds", "--max-seconds", type=float, default=150.0,
                    help="stop timing after this long (150)")
     b.add_argument("--no-parity", action="store_true", help="timings only")
+    b.add_argument("--profile", action="store_true",
+                   help="add a per-op profile to each result, after its latency loop (ONNX Runtime: the session "
+                        "profiler's kernel times summed by op type, and the slowest nodes); JSON key 'profile', "
+                        "also in --markdown and --report")
     b.add_argument("--no-verify", action="store_true", help="skip the manifest's sha256 checks")
     _common(b)
     b.set_defaults(func=cmd_bench)

@@ -574,7 +574,8 @@ def bench(arts: list[Artifact], opts: BenchOptions, progress=None) -> tuple[list
                    "manifest_inputs": a.inputs if rt != "torch" else None,
                    "manifest_outputs": a.outputs if rt != "torch" else None,
                    "size": list(size), "seed": opts.seed, "warmup_runs": opts.warmup_runs,
-                   "num_runs": opts.num_runs, "min_seconds": opts.min_seconds, "max_seconds": opts.max_seconds}
+                   "num_runs": opts.num_runs, "min_seconds": opts.min_seconds, "max_seconds": opts.max_seconds,
+                   "profile": bool(getattr(opts, "profile", False))}
             if given:
                 job["feeds"], job["feed_names"] = _save_feeds(workdir, f"j{i}", given)
             if progress:
@@ -604,6 +605,8 @@ def _result_row(a: Artifact, rt: str, res: dict, ref: Reference | None, opts: Be
         "rss_before_load_mb": res.get("rss_before_load_mb"), "file_bytes": _file_bytes(a.path),
         "settings": res.get("settings"), "parity": None, "parity_reason": None,
     }
+    if "profile" in res:  # bench --profile: runtime/base.py gives the dict
+        row["profile"] = res["profile"]
     if ok:
         lat = res["latency_ms"]
         row["latency_ms"] = {k: lat[k] for k in ("p50", "p90", "p99", "mean", "min", "max", "stdev")}
