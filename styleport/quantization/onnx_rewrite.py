@@ -451,24 +451,28 @@ MOVERS = ("Pad", "DepthToSpace", "SpaceToDepth")  # ORT's QDQ fusions leave thes
 
 
 def integer_movers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    """DequantizeLinear -> (Pad reflect/edge | DepthToSpace | SpaceToDepth) -> QuantizeLinear with the
-    same scale and zero point becomes the op on the 8-bit tensor itself. Exact: these ops only move
-    values. ORT's graph optimizer drops Q/DQ around Reshape/Transpose/Resize but not around these
-    (its CPU kernels take uint8 since 1.2x), so without this pass each costs a full-size float
-    round trip."""
+    """DequantizeLinear -> (Pad reflect/edge | DepthToSpace | SpaceToDepth) -> QuantizeLinear becomes
+    the op on the 8-bit tensor itself. These ops only move values, so with equal scale and zero
+    point on both sides (minmax calibration: a permutation or a reflection keeps min and max) the
+    pass is exact; where the calibrator gave the output other parameters (percentile, entropy), the
+    output keeps the input's, as ORT does for the Reshape/Transpose it drops Q/DQ around. ORT's
+    graph optimizer (1.32) leaves these three in float, so without this pass each costs a
+    full-size float round trip; its CPU kernels take uint8."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = _Graph(m)
     notes = []
     outputs = {o.name for o in g.g.output}
 
-    def same_params(a, b) -> bool:
-        for i in (1, 2):
-            x = g.const(a.input[i]) if len(a.input) > i and a.input[i] else None
-            y = g.const(b.input[i]) if len(b.input) > i and b.input[i] else None
-            if x is None or y is None or x.shape != y.shape or x.dtype != y.dtype or not np.array_equal(x, y):
-                return False
-        return _attr(a, "axis", 1) == _attr(b, "axis", 1)
+    def params(node):
+        return [g.const(node.input[i]) if len(node.input) > i and node.input[i] else None for i in (1, 2)]
+
+    def compatible(dq, q) -> tuple[bool, bool]:
+        """(can move, parameters equal)."""
+        (s1, z1), (s2, z2) = params(dq), params(q)
+        if any(x is None for x in (s1, z1, s2, z2)) or z1.dtype != z2.dtype or s1.size != 1 or s2.size != 1:
+            return False, False
+        return True, bool(np.array_equal(s1, s2) and np.array_equal(z1, z2))
 
     changed = True
     while changed:
@@ -483,20 +487,28 @@ def integer_movers(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
             dq = g.producer(node.input[0])
             users = g.consumers(node.output[0])
             if (dq is None or dq.op_type != "DequantizeLinear" or not users or node.output[0] in outputs
-                    or any(u.op_type != "QuantizeLinear" or not same_params(dq, u) for u in users)):
+                    or any(u.op_type != "QuantizeLinear" for u in users)):
+                continue
+            checks = [compatible(dq, u) for u in users]
+            if not all(ok for ok, _ in checks):
+                continue
+            readers = [n for u in users for n in g.consumers(u.output[0])]
+            if not all(eq for _, eq in checks) and any(r.op_type != "DequantizeLinear" for r in readers):
                 continue
             q_out = users[0].output[0]
             new = helper.make_node(node.op_type, [dq.input[0]] + list(node.input[1:]), [q_out], name=node.name)
             new.attribute.extend(node.attribute)
-            for other in users[1:]:  # several identical Q: read the first one's output
-                for n in g.g.node:
-                    for j, t in enumerate(n.input):
-                        if t == other.output[0]:
-                            n.input[j] = q_out
+            for r in readers:
+                for j, t in enumerate(r.input):
+                    if t in {u.output[0] for u in users}:
+                        r.input[j] = q_out
+                if r.op_type == "DequantizeLinear":  # the 8-bit values now carry the input's scale
+                    r.input[1], r.input[2] = dq.input[1], dq.input[2]
             g.replace([node] + users, [new])
             if not g.consumers(dq.output[0]) and dq.output[0] not in outputs:
                 g.replace([dq], [])
-            notes.append(f"integer {node.op_type}: {node.name}")
+            shared = "" if all(eq for _, eq in checks) else " (output takes the input's scale)"
+            notes.append(f"integer {node.op_type}: {node.name}{shared}")
             changed = True
             break
     g.toposort()
