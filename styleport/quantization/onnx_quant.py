@@ -11,8 +11,11 @@
 |               | ``quantize_static`` QDQ on Conv/Pad/Relu/Clip/DepthToSpace/SpaceToDepth (s8   |             |
 |               | per-channel weights, u8 activations, conv outputs quantized so every conv     |             |
 |               | fuses into QLinearConv), then Pad/DepthToSpace/SpaceToDepth moved onto the    |             |
-|               | 8-bit tensors; instance norm, its affine, residual adds, Sigmoid stay float   |             |
-| int8/static   | ``quantize_static`` QDQ, per-channel int8 weights, uint8 activations on the   | yes         |
+|               | 8-bit tensors, space-to-depth kernels stored at their original size (rebuilt  |             |
+|               | by ORT's constant folding), the conditional-norm Gemm weight-only int8;       |             |
+|               | instance norm, its affine, residual adds and Sigmoid stay float               |             |
+| int8/static   | (the predictor's calibrated plain int8; no longer a transformer variant)      | yes         |
+|               | ``quantize_static`` QDQ, per-channel int8 weights, uint8 activations on the   |             |
 |               | inputs of Conv/Gemm/Pad/Resize/Relu; **instance norm kept float**: the        |             |
 |               | InstanceNormalization nodes, the conditional affine Mul/Add, Sigmoid and the   |             |
 |               | *outputs* of Conv/Gemm (the norm's input) get no QDQ                         |             |
@@ -31,7 +34,8 @@ ignores a per-channel scale and shift of its input, so each conv in front of a n
 span [-1, 1] per channel on the calibration set (onnx_rewrite.equalize_norm_inputs).
 Measured on Google's trained weights (benchmarks/quantization.md, 384², 4 held-out pairs):
 plain W8A8 QDQ on every op 30.4 dB mean, 26.5 dB worst image; instance norm float 36-38 dB;
-16-bit activations 46 dB; ``qlinear`` 34.2 dB (worst 32.2) at 0.4-0.5x the fp32 latency (README).
+16-bit activations 46 dB; ``qlinear`` 34.2 dB (worst 32.0) at 0.23-0.33x the fp32 latency on ORT
+(README: magenta-mobile and johnson at 384², 1 and 2 threads).
 
 Graphs are compacted after quantization: value_info dropped and intermediate tensor/node names
 shortened (the quantizer's ``*_QuantizeLinear_Output`` names are a large part of a 200 KB file).
