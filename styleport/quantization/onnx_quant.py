@@ -34,7 +34,7 @@ ignores a per-channel scale and shift of its input, so each conv in front of a n
 span [-1, 1] per channel on the calibration set (onnx_rewrite.equalize_norm_inputs).
 Measured on Google's trained weights (benchmarks/quantization.md, 384², 4 held-out pairs):
 plain W8A8 QDQ on every op 30.4 dB mean, 26.5 dB worst image; instance norm float 36-38 dB;
-16-bit activations 46 dB; ``qlinear`` 34.2 dB (worst 32.0) at 0.23-0.33x the fp32 latency on ORT
+16-bit activations 46 dB; ``qlinear`` 34.2 dB (worst 32.0) at 0.28-0.44x the fp32 latency on ORT
 (README: magenta-mobile and johnson at 384², 1 and 2 threads).
 
 Graphs are compacted after quantization: value_info dropped and intermediate tensor/node names
