@@ -24,17 +24,20 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 20, dynamo exporter; 17 uses the TorchScript exporter)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
-    p.add_argument("--calib-content", metavar="DIR", help="content images for int8 calibration")
+    p.add_argument("--calib-content", metavar="DIR",
+                   help="content images for int8 calibration (with a calibration set the transformer's ONNX "
+                        "int8 is 'qlinear', which runs on ONNX Runtime's integer kernels)")
     p.add_argument("--calib-style", metavar="DIR", help="style images for int8 calibration")
     p.add_argument("--calib-count", type=int, default=None, help="calibration images per set")
     p.add_argument("--calib-synthetic", action="store_true",
                    help="calibrate int8 on the project's procedural images (only when asked)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default=None,
-                   help="ONNX static int8 calibration method (default minmax)")
+                   help="ONNX calibrated int8 (qlinear, static, a16w8) calibration method (default minmax)")
     p.add_argument("--eval-content", metavar="DIR", help="held-out content images for the quality report")
     p.add_argument("--eval-style", metavar="DIR", help="held-out style images for the quality report")
     p.add_argument("--no-variants", action="store_true",
-                   help="write only the plain artefact of each precision (no static/a16w8/palettize variants)")
+                   help="write only the plain artefact of each precision (no dynamic/qlinear/a16w8/full/palettize "
+                        "variants)")
     p.add_argument("--target-psnr", type=float, default=None, metavar="DB",
                    help="ONNX static int8: keep the fewest layers in float that reach DB on held-out images "
                         "(adds variant 'target' and sensitivity.json with the size/latency-vs-PSNR curve)")

@@ -7,12 +7,18 @@ the bundle writer to add as artefacts with a ``variant`` key.
 
 | format | fp16                          | int8 (plain)             | int8 variants (need calibration: *) |
 |--------|-------------------------------|--------------------------|-------------------------------------|
-| onnx   | float16 weights+compute, f32 I/O | dynamic uint8 weights (predictor: static QDQ when calibrated) | static*/dynamic, a16w8* |
+| onnx   | float16 weights+compute,      | dynamic uint8 weights;   | dynamic (when calibrated), a16w8*,  |
+|        | f32 I/O                       | calibrated: qlinear*     | predictor: qlinear*                 |
+|        |                               | (transformer), static*   |                                     |
+|        |                               | QDQ (predictor)          |                                     |
 | tflite | float16 weights, f32 compute  | dynamic-range int8       | full* (W8A8), int16x8*               |
 | coreml | FLOAT16 compute (export)      | linear int8 weights      | palettize8, palettize6, palettize4  |
 
 The plain ``int8`` of each format needs no calibration images and is the best figure measured on
-Google's trained weights (benchmarks/quantization.md). Variants marked * are produced only when a
+Google's trained weights (benchmarks/quantization.md). Given a calibration set, the ONNX plain
+``int8`` of the transformer is ``qlinear`` (onnx_quant: the only ORT int8 here that is faster than
+fp32, at >= 30 dB) and of the predictor ``static``; ``dynamic`` is then written as a variant
+(``details["int8_kind"]`` says which the plain file is). Variants marked * are produced only when a
 calibration set is given (``--calib-content/--calib-style`` folders, or ``--calib-synthetic``);
 without one they are skipped with a line on stderr, never calibrated on procedural images silently.
 ``calibration["variants"] = False`` writes the plain artefact only.
@@ -25,7 +31,13 @@ from pathlib import Path
 
 from styleport.errors import BadInput
 
-ONNX_STATIC = ("static", "a16w8")
+ONNX_STATIC = ("qlinear", "static", "a16w8")  # the calibrated ONNX kinds
+# The calibrated ONNX plain int8 per network, and the variants written beside it.
+# No ``static`` transformer variant: on Google's weights and johnson it ran 1.08-1.15x fp32 at
+# 34.7 / 35.6 dB, beaten on PSNR by ``dynamic`` (37.7 / 41.5 dB, no calibration) at the same speed
+# and on speed by ``qlinear`` (0.32x / 0.47x fp32); for the predictor it is the plain int8 (45 dB).
+ONNX_PLAIN = {"transformer": "qlinear", "predictor": "static"}
+ONNX_VARIANTS = {"transformer": ("dynamic", "a16w8"), "predictor": ("dynamic", "qlinear", "a16w8")}
 TFLITE_STATIC = ("full", "int16x8")
 COREML_PALETTES = ("palettize8", "palettize6", "palettize4")
 
@@ -78,28 +90,30 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
         raise BadInput(f"{fmt} {precision} is not supported")
 
     extra = []
-    static_names = {"onnx": ONNX_STATIC, "tflite": TFLITE_STATIC}.get(fmt, ())
+    onnx_calibrated = tuple(k for k in (ONNX_PLAIN.get(network, "qlinear"),) + ONNX_VARIANTS.get(network, ())
+                            if k != "dynamic")
+    static_names = {"onnx": onnx_calibrated, "tflite": TFLITE_STATIC}.get(fmt, ())
     feeds = source = None
-    if want_variants and static_names:
-        if _has_calibration(cal):
-            feeds, source = _calib_feeds(dict(ctx, calibration=cal), network)
-        else:
-            print(f"styleport: {network} {fmt} int8: static variants ({', '.join(static_names)}) skipped: "
-                  "no calibration images (--calib-content / --calib-style DIR, or --calib-synthetic)",
-                  file=sys.stderr)
+    if static_names and _has_calibration(cal) and (want_variants or fmt == "onnx"):
+        # ONNX: a calibration set changes the plain int8 itself, variants or not
+        feeds, source = _calib_feeds(dict(ctx, calibration=cal), network)
+    elif want_variants and static_names and not _has_calibration(cal):
+        print(f"styleport: {network} {fmt} int8: static variants ({', '.join(static_names)}) skipped: "
+              "no calibration images (--calib-content / --calib-style DIR, or --calib-synthetic)",
+              file=sys.stderr)
     if fmt == "onnx":
         from styleport.quantization import onnx_quant as Q
-        # the predictor's plain int8 is static QDQ when calibrated: ConvInteger (dynamic) keeps only
-        # ~22 dB on Google's MobileNetV2 vs 46 dB static (benchmarks/quantization.md)
-        primary = "static" if network == "predictor" and feeds is not None else "dynamic"
-        if primary == "static":
-            details = dict(Q.quantize(fp32_path, out_path, "static", feeds, method=cal["method"]), calibration=source)
+        # calibrated plain int8: the predictor's is static QDQ (ConvInteger (dynamic) keeps only ~22 dB
+        # on Google's MobileNetV2 vs 46 dB static, benchmarks/quantization.md); the transformer's is
+        # qlinear, the layout ORT runs on its integer kernels (faster than fp32, README)
+        primary = "dynamic" if feeds is None else ONNX_PLAIN.get(network, "qlinear")
+        if primary != "dynamic":
+            details = dict(Q.quantize(fp32_path, out_path, primary, feeds, method=cal["method"]), calibration=source)
         else:
             details = Q.quantize(fp32_path, out_path, "dynamic")
-        if feeds is not None:
-            for v in ("dynamic",) + ONNX_STATIC:
-                if v == primary:
-                    continue
+        details["int8_kind"] = primary
+        if feeds is not None and want_variants:
+            for v in ONNX_VARIANTS.get(network, ("dynamic", "a16w8")):
                 p = _variant_path(out_path, v)
                 d = Q.quantize(fp32_path, p, v, feeds, method=cal["method"])
                 extra.append({"variant": v, "path": p, "details": dict(d, calibration=source if v != "dynamic" else None)})

@@ -32,6 +32,7 @@ class BenchOptions(Options):
     min_seconds: float = 0.0
     max_seconds: float = 150.0
     parity: bool = True
+    profile: bool = False            # --profile: a per-op profile per result (Runner.profile)
     timeout: float = 900.0
 
 
@@ -113,7 +114,8 @@ def bench(arts: list[Artifact], opts: BenchOptions, progress=None) -> tuple[list
                    "manifest_outputs": a.outputs if rt != "torch" else None,
                    "convention": a.convention.to_dict() if a.convention else None,
                    "size": list(size), "seed": opts.seed, "warmup_runs": opts.warmup_runs,
-                   "num_runs": opts.num_runs, "min_seconds": opts.min_seconds, "max_seconds": opts.max_seconds}
+                   "num_runs": opts.num_runs, "min_seconds": opts.min_seconds, "max_seconds": opts.max_seconds,
+                   "profile": opts.profile}
             if given:
                 job["feeds"], job["feed_names"] = _save_feeds(workdir, f"j{i}", given)
             if progress:
@@ -145,6 +147,8 @@ def _result_row(a: Artifact, rt: str, res: dict, ref: Reference | None, opts: Be
     }
     if a.convention is not None:
         row["convention"] = a.convention.to_dict()
+    if "profile" in res:  # bench --profile: the shape is documented in runtime/base.py
+        row["profile"] = res["profile"]
     if ok:
         lat = res["latency_ms"]
         row["latency_ms"] = {k: lat[k] for k in ("p50", "p90", "p99", "mean", "min", "max", "stdev")}

@@ -132,6 +132,7 @@ def cmd_bench(args) -> int:
     opts.warmup_runs, opts.num_runs = args.warmup_runs, args.num_runs
     opts.min_seconds, opts.max_seconds = args.min_seconds, args.max_seconds
     opts.parity = not args.no_parity
+    opts.profile = args.profile
     conv = T.convention(args.range, args.order, "")
     arts = T.collect(args.targets, args.checkpoint, verify=not args.no_verify, conv=conv)
     if args.emulate:
@@ -143,7 +144,7 @@ def cmd_bench(args) -> int:
            "settings": {"warmup_runs": opts.warmup_runs, "num_runs": opts.num_runs,
                         "min_seconds": opts.min_seconds, "threads": opts.threads, "xnnpack": opts.xnnpack,
                         "seed": opts.seed, "inputs": "given" if opts.given else "seeded random",
-                        "convention": conv.to_dict() if conv else None,
+                        "convention": conv.to_dict() if conv else None, "profile": opts.profile,
                         "psnr_peak": 1.0, "emulate": args.emulate},
            "results": results, "checks": [c.to_dict() for c in checks],
            "elapsed_s": time.perf_counter() - t0}
@@ -250,6 +251,10 @@ def add_parsers(sub, common) -> None:
     b.add_argument("--max_seconds", "--max-seconds", type=float, default=150.0,
                    help="stop timing after this long (150)")
     b.add_argument("--no-parity", action="store_true", help="timings only")
+    b.add_argument("--profile", action="store_true",
+                   help="add a per-op profile to each result, after its latency loop (ONNX Runtime: the session "
+                        "profiler's kernel times summed by op type, and the slowest nodes); JSON key 'profile', "
+                        "also in --markdown and --report")
     b.add_argument("--no-verify", action="store_true", help="skip the manifest's sha256 checks")
     b.add_argument("--range", metavar="LO,HI", help="bare model files: the value range of their image inputs "
                                                     "and outputs (e.g. 0,255); default 0,1")
