@@ -77,7 +77,7 @@ def _file_bytes(path: Path) -> int:
 def bench(arts: list[Artifact], opts: BenchOptions, progress=None) -> tuple[list[dict], list[Check]]:
     """One result per artefact x runtime (plus a 'torch' row per model when asked and a checkpoint
     exists). Each runs in a fresh worker process."""
-    check_selectors(opts.rules, {(a.model or "model", a.format, a.precision or "fp32") for a in arts})
+    check_selectors(opts.selector_rules(), {(a.model or "model", a.format, a.precision or "fp32") for a in arts})
     results, checks = [], []
     ckpt = next((a.checkpoint for a in arts if a.checkpoint), None)
     ref = Reference(ckpt, opts.threads) if (ckpt and opts.parity) else None

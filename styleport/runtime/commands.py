@@ -61,6 +61,7 @@ def _options(args, cls):
     opts = cls(runtimes=T.resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
                size=T.parse_size(args.size), seed=args.seed, given=T.load_inputs(args.inputs),
                rules=load_tolerances(args.tolerances) if args.tolerances else None)
+    opts.user_rules = list(opts.rules or [])
     if getattr(args, "emulate", None):   # --- fp16 emulation (issue #16)
         from styleport.runtime.emulate import RUNTIME_OF_MODE, emulation_rules
         if args.runtimes:

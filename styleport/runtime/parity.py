@@ -67,7 +67,7 @@ def planned_keys(arts: list[Artifact], opts: Options) -> set:
 
 def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dict]:
     """Every artefact against the PyTorch reference, then each format's chained pipeline."""
-    check_selectors(opts.rules, planned_keys(arts, opts))
+    check_selectors(opts.selector_rules(), planned_keys(arts, opts))
     ckpt = next((a.checkpoint for a in arts if a.checkpoint), None)
     info = {"reference": None, "reference_reason": None}
     ref = Reference(ckpt, opts.threads) if ckpt else None
@@ -194,7 +194,7 @@ def pair_parity(reference: str, candidate: str, opts: Options, ref_runtime: str 
                            f"({[s.name for s in rplan.inputs]} vs {[s.name for s in cins]})")
         cprec = ca.precision or c.precision() or "fp32"
         model = cplan.model_role
-        check_selectors(opts.rules, {(model, ca.format, cprec)})
+        check_selectors(opts.selector_rules(), {(model, ca.format, cprec)})
         cand_out = cplan.canonical_outputs(c.run(cplan.feeds(canonical)))
         cand_report = emulation_report(c)
     ck = Check(name=f"{check_name(model, ca.format, cprec, crt)} vs {ra.label}", model=model, format=ca.format,

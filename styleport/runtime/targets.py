@@ -263,7 +263,11 @@ class Options:
     size: tuple | None = None
     seed: int = 0
     given: dict = field(default_factory=dict)
-    rules: list | None = None
+    rules: list | None = None         # tolerance rules in force (the user's, plus any a mode adds)
+    user_rules: list | None = None    # the user's own rules: each selector must match something
+
+    def selector_rules(self) -> list | None:
+        return self.user_rules if self.user_rules is not None else self.rules
 
 
 def runner_options(runtime: str, opts: Options) -> dict:
