@@ -314,3 +314,15 @@ def test_bundle_rejects_bad_io_kind(tmp_path):
 def test_one_line_error_for_a_missing_checkpoint_with_image_io(tmp_path):
     assert_one_line_error(run_cli("export", tmp_path / "nope", "--out", tmp_path / "b", "--coreml-io", "image",
                                   "--formats", "coreml"), 2, "checkpoint")
+
+
+def test_inspect_shows_image_features_and_metadata(image_bundle):
+    from styleport.export.inspect import inspect_file
+    info = inspect_file(image_bundle / "coreml/transformer.fp32.mlpackage")
+    io = {t["name"]: t for t in info["inputs"] + info["outputs"]}
+    assert io["content_image"] == {"name": "content_image", "shape": [1, 3, 64, 64], "dtype": "image RGB (8-bit)"}
+    assert io["stylized_image"]["dtype"] == "image RGB (8-bit)"
+    assert info["metadata"]["license"] == "CC-BY-4.0" and info["metadata"]["io"]["content_image"] == "image"
+    t = inspect_file(image_bundle / "tflite/transformer.fp32.tflite")
+    assert t["metadata"]["name"] == "styleport magenta-mobile transformer (fp32)"
+    json.dumps(info), json.dumps(t)

@@ -53,7 +53,7 @@ def add_parsers(sub, common) -> None:
                        description="Inspect .onnx, .tflite, .mlpackage or .mlmodel files (ours or anyone's).")
     i.add_argument("files", nargs="+", metavar="FILE")
     i.add_argument("--json", action="store_true", help="print JSON (keys: inputs, outputs, op_histogram, "
-                                                       "params, file_bytes, transpose_count, ...)")
+                                                       "params, file_bytes, transpose_count, metadata, ...)")
     i.set_defaults(func=cmd_inspect)
 
 
@@ -113,6 +113,10 @@ def cmd_inspect(args) -> int:
         for kind in ("inputs", "outputs"):
             for t in info[kind]:
                 print(f"  {kind[:-1]:6} {t['name']:40} {t['shape']} {t['dtype']}")
+        md = info.get("metadata")
+        if md:
+            print(f"  metadata: {md.get('name') or md.get('description')} | version {md.get('version')} | "
+                  f"author {md.get('author')} | license {md.get('license')}")
         print("  weights: " + ", ".join(f"{k} {v:,}" for k, v in info["weight_dtypes"].items()))
         print("  ops: " + ", ".join(f"{k} {v}" for k, v in info["op_histogram"].items()))
     return 0

@@ -39,6 +39,7 @@ def inspect_file(path: str | os.PathLike) -> dict:
         raise BadInput(f"model file is empty: {path}")
     info = {"onnx": _onnx, "tflite": _tflite, "coreml": _coreml}[fmt](path)
     info.update(path=str(path), format=fmt, file_bytes=size_path(path))
+    info["metadata"] = _metadata(path, fmt)
     info["transpose_count"] = sum(n for op, n in info["op_histogram"].items() if op.lower() == "transpose")
     info["op_count"] = sum(info["op_histogram"].values())
     return info
@@ -143,6 +144,22 @@ def _tflite(path: Path) -> dict:
             "signatures": {k: v for k, v in sigs.items()}}
 
 
+def _metadata(path: Path, fmt: str) -> dict | None:
+    """The file's own metadata (CoreML description, TFLite TFLITE_METADATA), or None."""
+    try:
+        if fmt == "coreml":
+            from styleport.export.coreml_export import read_metadata
+            with quiet_torch_export():
+                md = read_metadata(path)
+            return md if any(md.get(k) for k in ("author", "license", "description", "version")) else None
+        if fmt == "tflite":
+            from styleport.export.tflite_metadata import read
+            return read(path)
+    except Exception:  # noqa: BLE001 - metadata is informative; a file without readable metadata is still a model
+        return None
+    return None
+
+
 def _coreml(path: Path) -> dict:
     try:
         with quiet_torch_export():
@@ -156,6 +173,15 @@ def _coreml(path: Path) -> dict:
         raise BadInput(f"not a valid CoreML model: {path} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
 
     def io(f):
+        if f.type.WhichOneof("Type") == "imageType":   # an 8-bit picture (ct.ImageType)
+            img = f.type.imageType
+            space = type(img).ColorSpace.Name(img.colorSpace)
+            hw = [img.height, img.width]
+            if img.WhichOneof("SizeFlexibility") == "imageSizeRange":
+                r = img.imageSizeRange
+                hw = [f"{x.lowerBound}..{x.upperBound}" for x in (r.heightRange, r.widthRange)]
+            return {"name": f.name, "shape": [1, 1 if space.startswith("GRAY") else 3] + hw,
+                    "dtype": f"image {space} (8-bit)"}
         t = f.type.multiArrayType
         dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(t.dataType, str(t.dataType))
         shape = list(t.shape)
