@@ -1,6 +1,6 @@
 """CoreML image I/O (export --coreml-io image) and the metadata every CoreML / TFLite file carries.
 
-One tiny magenta-mobile bundle (CoreML with image I/O + TFLite, fp32, 64 px) is exported once; the
+One tiny magenta-mobile bundle (CoreML with image I/O, TFLite and ONNX, fp32, 64 px) is exported once; the
 coreml-mil interpreter runs it against PyTorch through `styleport parity`, LiteRT runs the TFLite
 files (with their new metadata), and the metadata is read back with coremltools and with our
 TFLite metadata reader. Small hand-made programs check the colour-layout decoding (BGR, bias,
@@ -35,7 +35,7 @@ def image_bundle(tmp_path_factory):
             p.add_(torch.randn_like(p) * 0.05)
     ck = save_checkpoint(model, cfg, tmp / "ck")
     out = tmp / "bundle"
-    export_bundle(ck, out, ["coreml", "tflite"], ["fp32"], size=64, style_size=64, progress=False,
+    export_bundle(ck, out, ["onnx", "coreml", "tflite"], ["fp32"], size=64, style_size=64, progress=False,
                   coreml_io="image", credits=CREDITS)
     return out
 
@@ -326,3 +326,17 @@ def test_inspect_shows_image_features_and_metadata(image_bundle):
     t = inspect_file(image_bundle / "tflite/transformer.fp32.tflite")
     assert t["metadata"]["name"] == "styleport magenta-mobile transformer (fp32)"
     json.dumps(info), json.dumps(t)
+
+
+def test_onnx_metadata_read_back_with_onnxruntime(image_bundle):
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(image_bundle / "onnx/transformer.fp32.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta()
+    assert meta.description.startswith("Style transfer network") and "onnx fp32, tensor I/O" in meta.description
+    custom = meta.custom_metadata_map
+    assert custom["author"] == "Test Author" and custom["license"] == "CC-BY-4.0"
+    assert custom["name"] == "styleport magenta-mobile transformer (fp32)" and "+ckpt." in custom["version"]
+    assert json.loads(custom["normalization.content_image"]) == {"mean": [0.0], "std": [255.0]}
+    import onnx
+    g = onnx.load(str(image_bundle / "onnx/transformer.fp32.onnx")).graph
+    assert all(v.doc_string for v in list(g.input) + list(g.output))

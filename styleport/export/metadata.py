@@ -12,6 +12,9 @@ description per input and output, and (TFLite) the normalisation of each tensor.
 | TFLite | the ``TFLITE_METADATA`` entry of the model's ``metadata`` field: a ModelMetadata flatbuffer |
 |        | (``M001``) with NormalizationOptions per input/output, as the LiteRT support library,       |
 |        | its codegen and Android Studio's ML model binding read it (tflite_metadata.py)              |
+| ONNX   | ``doc_string`` (description), ``metadata_props`` (name, version, author, license,          |
+|        | normalisation) and each graph input/output's ``doc_string``: ONNX Runtime's               |
+|        | ``InferenceSession.get_modelmeta()`` (description, custom_metadata_map), Netron             |
 
 Author and licence: ``--author`` / ``--license`` when given, else the checkpoint's own ``author`` /
 ``license`` keys (config.json), else what its import records (Google's Magenta files: Apache-2.0;
@@ -131,7 +134,32 @@ def stamp(fmt: str, path: Path, meta: dict, inputs: list, outputs: list) -> dict
         from styleport.export.tflite_metadata import write
         write(path, meta, [e["name"] for e in inputs], [e["name"] for e in outputs])
         where = "TFLITE_METADATA (ModelMetadata flatbuffer, file identifier M001)"
+    elif fmt == "onnx":
+        _stamp_onnx(path, meta)
+        where = "ONNX doc_string, metadata_props and graph input/output doc_string"
     else:
         return {}
     return {"where": where, "name": meta["name"], "version": meta["version"], "author": meta["author"],
             "license": meta["license"]}
+
+
+def _stamp_onnx(path: Path, meta: dict) -> None:
+    import json
+
+    import onnx
+    model = onnx.load(str(path), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise RuntimeError(f"{path.name} keeps weights in external data; metadata is written into single-file models")
+    model.doc_string = meta["description"]
+    props = {"name": meta["name"], "version": meta["version"], "author": meta["author"], "license": meta["license"],
+             **{k: str(v) for k, v in meta.get("user_defined", {}).items()}}
+    for name, norm in meta.get("normalization", {}).items():
+        props[f"normalization.{name}"] = json.dumps(norm)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    texts = {**meta["inputs"], **meta["outputs"]}
+    for v in list(model.graph.input) + list(model.graph.output):
+        if v.name in texts:
+            v.doc_string = texts[v.name]
+    onnx.save_model(model, str(path))
