@@ -340,3 +340,21 @@ def test_onnx_metadata_read_back_with_onnxruntime(image_bundle):
     import onnx
     g = onnx.load(str(image_bundle / "onnx/transformer.fp32.onnx")).graph
     assert all(v.doc_string for v in list(g.input) + list(g.output))
+
+
+def test_tensor_io_stays_the_default_and_carries_metadata(tmp_path):
+    import coremltools as ct
+    cfg = default_config("johnson", width=0.125)
+    ck = save_checkpoint(build(cfg), cfg, tmp_path / "ck", extra={"license": "MIT"})
+    doc = export_bundle(ck, tmp_path / "b", ["coreml"], ["fp32"], size=32, progress=False)
+    a = doc["artifacts"][0]
+    assert a["io"] == "tensor" and doc["export"]["coreml_io"] == "tensor"
+    assert all("image" not in e and e["dtype"] == "float32" for e in a["inputs"] + a["outputs"])
+    ml = ct.models.MLModel(str(tmp_path / "b" / a["path"]), skip_model_load=True)
+    spec = ml.get_spec()
+    assert {f.type.WhichOneof("Type") for f in list(spec.description.input) + list(spec.description.output)} == \
+        {"multiArrayType"}
+    assert ml.license == "MIT"                                  # from the checkpoint's own config
+    assert ml.author.startswith("styleport user") and "one style" in ml.short_description
+    assert "[0, 1]" in ml.input_description["content_image"]
+    assert ml.user_defined_metadata["styleport.io"] == "tensor"
