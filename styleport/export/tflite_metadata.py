@@ -28,7 +28,7 @@ the TFLite schema), as tflite-support's populator does. Tensor metadata follow t
 and output order (matched to the signature's names), as the schema requires. ``min_parser_version``
 is 1.0.0: every field written here exists since the schema's first version.
 The written files were checked once with tflite-support 0.4.4's MetadataDisplayer in a separate
-environment (see the commit that added this module).
+environment (README, "Metadata in every file").
 """
 
 from __future__ import annotations
