@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from styleport import __version__
 from styleport.errors import BadInput, ConversionError, StyleportError
+from styleport.export.coreml_export import io_kind
 from styleport.export.wrappers import LAYOUT, export_module, io_spec, networks
 from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha256_path, size_path, validate
 from styleport.models.checkpoint import WEIGHTS, _umask_mode, load_checkpoint, sha256_file
@@ -102,8 +103,11 @@ def _check_fp32(fmt: str, path: Path, module, sample, inputs) -> dict:
 
 def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisions=("fp32",), size=384,
                   style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None,
-                  fp16_rescale=True) -> dict:
-    from styleport.export.coreml_export import export_coreml
+                  fp16_rescale=True, coreml_io="tensor", credits=None) -> dict:
+    """``coreml_io``: "tensor" or "image" (coreml_export.image_io); ``credits``: {"author", "license"}
+    overrides for the files' metadata (export/metadata.py); ``fp16_rescale``: the fp16-safe rescale of
+    convs feeding instance norms (export/fp16safe.py) for fp16 artefacts."""
+    from styleport.export.coreml_export import IO_KINDS, export_coreml, image_io
     from styleport.export.onnx_export import DEFAULT_OPSET, export_onnx
     from styleport.export.tflite_export import export_tflite
     from styleport.quantization import make_variant
@@ -115,6 +119,8 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         size = (size, size)
     if any(s < 16 or s % 4 for s in size) or style_size < 16:
         raise BadInput(f"--size must be >= 16 and a multiple of 4 (the network downsamples by 4), got {size}")
+    if coreml_io not in IO_KINDS:
+        raise BadInput(f"--coreml-io must be one of {', '.join(IO_KINDS)}, got {coreml_io!r}")
     if model.kind == "arbitrary" and style_size < 64:
         raise BadInput(f"--style-size must be >= 64 for the style predictor, got {style_size}")
     parent = out.parent if str(out.parent) else Path(".")
@@ -139,6 +145,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         raise BadInput(f"cannot write in {parent}: {e.strerror or e}") from None
 
     nets = networks(model)
+    ckpt_sha = sha256_file(ckpt / WEIGHTS)
     jobs = [(n, f, p) for n in nets for f in formats for p in precisions]
     artifacts = []
     t_start = time.perf_counter()
@@ -152,6 +159,8 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
             module = export_module(model, net, fmt)
             inputs, outputs, sample = io_spec(model, net, fmt, size, style_size, dynamic and fmt != "tflite"
                                               and net == "transformer")
+            if fmt == "coreml":
+                inputs, outputs = image_io(inputs, outputs, coreml_io)
             rel = f"{fmt}/{net}.{prec}{EXT[fmt]}"
             path = tmp / rel
             t0 = time.perf_counter()
@@ -195,15 +204,18 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
             # --- quantization variants (issue #5): extra artefacts of one precision, keyed by "variant"
             extra = details.pop("variants", [])
             # --- end quantization variants
-            artifacts.append({"model": net, "format": fmt, "precision": prec, "path": rel,
-                              "bytes": size_path(path), "sha256": sha256_path(path),
-                              "inputs": inputs, "outputs": outputs, "details": details})
+            entry = {"model": net, "format": fmt, "precision": prec, "path": rel, "io": io_kind(inputs, outputs),
+                     "inputs": inputs, "outputs": outputs}
+            details["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
+            artifacts.append({**entry, "bytes": size_path(path), "sha256": sha256_path(path), "details": details})
             # --- quantization variants (issue #5)
             for v in extra:
                 vrel = Path(v["path"]).relative_to(tmp).as_posix()
-                artifacts.append({"model": net, "format": fmt, "precision": prec, "variant": v["variant"],
-                                  "path": vrel, "bytes": size_path(v["path"]), "sha256": sha256_path(v["path"]),
-                                  "inputs": inputs, "outputs": outputs, "details": v["details"]})
+                entry = {"model": net, "format": fmt, "precision": prec, "variant": v["variant"], "path": vrel,
+                         "io": io_kind(inputs, outputs), "inputs": inputs, "outputs": outputs}
+                v["details"]["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
+                artifacts.append({**entry, "bytes": size_path(v["path"]), "sha256": sha256_path(v["path"]),
+                                  "details": v["details"]})
         if any(p != "fp32" for p in precisions):
             from styleport.quantization.report import write_quality_report
             write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
@@ -218,10 +230,10 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
             "schema": SCHEMA, "kind": KIND, "created_by": f"styleport {__version__}",
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "source": {"checkpoint": ckpt.name, "checkpoint_path": str(ckpt.resolve()),
-                       "sha256": sha256_file(ckpt / WEIGHTS), "preset": doc["model"]["preset"],
+                       "sha256": ckpt_sha, "preset": doc["model"]["preset"],
                        "config": doc["model"], "styles": doc.get("styles")},
             "preprocessing": preprocessing(model, size, style_size, dynamic),
-            "export": {"size": list(size), "style_size": style_size, "dynamic": bool(dynamic),
+            "export": {"size": list(size), "style_size": style_size, "dynamic": bool(dynamic), "coreml_io": coreml_io,
                        "formats": list(formats), "precisions": list(precisions),
                        "seconds": round(time.perf_counter() - t_start, 1)},
             "tools": tool_versions(),
@@ -260,6 +272,13 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         raise ConversionError(f"{what} failed: {type(e).__name__}: {first}{where}") from None
     finally:
         bar.close()
+
+
+def _stamp(tmp: Path, doc: dict, ckpt_sha: str, entry: dict, style_size: int, credits) -> dict:
+    """Write the file's own metadata (name, description, version, author, licence, I/O texts)."""
+    from styleport.export.metadata import describe, stamp
+    meta = describe(doc, ckpt_sha, entry, style_size, credits)
+    return stamp(entry["format"], tmp / entry["path"], meta, entry["inputs"], entry["outputs"])
 
 
 def _target_psnr(model, tmp, fp32_paths, size, style_size, calibration, target, opset) -> dict:

@@ -23,6 +23,13 @@ def add_parsers(sub, common) -> None:
     p.add_argument("--dynamic", action="store_true", help="free H and W for ONNX and CoreML (TFLite stays fixed)")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 20, dynamo exporter; 17 uses the TorchScript exporter)")
+    p.add_argument("--coreml-io", choices=("tensor", "image"), default="tensor",
+                   help="CoreML I/O: 'tensor' (default: MLMultiArray float32 NCHW in [0,1]) or 'image' (content and "
+                        "style inputs are RGB images, the stylised output is an image: CVPixelBuffer in and out)")
+    p.add_argument("--author", default=None, help="author written into each file's metadata (default: from the "
+                                                  "checkpoint or its import)")
+    p.add_argument("--license", default=None, help="licence written into each file's metadata (default: from the "
+                                                   "checkpoint or its import, e.g. Apache-2.0 for Google's weights)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     p.add_argument("--calib-content", metavar="DIR",
                    help="content images for int8 calibration (with a calibration set the transformer's ONNX "
@@ -53,7 +60,7 @@ def add_parsers(sub, common) -> None:
                        description="Inspect .onnx, .tflite, .mlpackage or .mlmodel files (ours or anyone's).")
     i.add_argument("files", nargs="+", metavar="FILE")
     i.add_argument("--json", action="store_true", help="print JSON (keys: inputs, outputs, op_histogram, "
-                                                       "params, file_bytes, transpose_count, ...)")
+                                                       "params, file_bytes, transpose_count, metadata, ...)")
     i.set_defaults(func=cmd_inspect)
 
 
@@ -84,17 +91,19 @@ def cmd_export(args) -> int:
     manifest = export_bundle(args.checkpoint, args.out, formats, precisions, size=size, style_size=args.style_size,
                              dynamic=args.dynamic, force=args.force, opset=args.opset,
                              progress=not args.no_progress, calibration=calibration,
-                             fp16_rescale=not args.no_fp16_rescale)
+                             fp16_rescale=not args.no_fp16_rescale, coreml_io=args.coreml_io,
+                             credits={"author": args.author, "license": args.license})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(manifest, f, indent=2)
     print(f"wrote {args.out}/ in {manifest['export']['seconds']} s")
-    print(f"{'model':12} {'format':7} {'precision':9} {'variant':11} {'bytes':>11}  check")
+    print(f"{'model':12} {'format':7} {'precision':9} {'variant':11} {'io':6} {'bytes':>11}  check")
     for a in manifest["artifacts"]:
         chk = a["details"].get("check") or {}
         c = f"max|d| {chk['max_abs_vs_torch']:.2e} ({chk['runtime']})" if chk.get("max_abs_vs_torch") is not None \
             else (chk.get("reason") or "")
-        print(f"{a['model']:12} {a['format']:7} {a['precision']:9} {a.get('variant', ''):11} {a['bytes']:>11,}  {c}")
+        print(f"{a['model']:12} {a['format']:7} {a['precision']:9} {a.get('variant', ''):11} {a.get('io', 'tensor'):6} "
+              f"{a['bytes']:>11,}  {c}")
     return 0
 
 
@@ -121,6 +130,10 @@ def cmd_inspect(args) -> int:
                     elif pre:
                         extra += f", minus a mean image ({pre['mean_image_values']} values)"
                 print(f"  {kind[:-1]:6} {t['name']:40} {t['shape']} {t['dtype']}{extra}")
+        md = info.get("metadata")
+        if md:
+            print(f"  metadata: {md.get('name') or md.get('description')} | version {md.get('version')} | "
+                  f"author {md.get('author')} | license {md.get('license')}")
         print("  weights: " + ", ".join(f"{k} {v:,}" for k, v in info["weight_dtypes"].items()))
         print("  ops: " + ", ".join(f"{k} {v}" for k, v in info["op_histogram"].items()))
     return 0

@@ -41,6 +41,7 @@ def inspect_file(path: str | os.PathLike) -> dict:
         raise BadInput(f"model file is empty: {path}")
     info = {"onnx": _onnx, "tflite": _tflite, "coreml": _coreml}[fmt](path)
     info.update(path=str(path), format=fmt, file_bytes=size_path(path))
+    info["metadata"] = _metadata(path, fmt)
     info["transpose_count"] = sum(n for op, n in info["op_histogram"].items() if op.lower() == "transpose")
     info["op_count"] = sum(info["op_histogram"].values())
     return info
@@ -143,6 +144,22 @@ def _tflite(path: Path) -> dict:
     return {"inputs": [io(d) for d in it.get_input_details()], "outputs": [io(d) for d in it.get_output_details()],
             "op_histogram": dict(hist.most_common()), "params": params, "weight_dtypes": dict(dtypes),
             "signatures": {k: v for k, v in sigs.items()}}
+
+
+def _metadata(path: Path, fmt: str) -> dict | None:
+    """The file's own metadata (CoreML description, TFLite TFLITE_METADATA), or None."""
+    try:
+        if fmt == "coreml":
+            from styleport.export.coreml_export import read_metadata
+            with quiet_torch_export():
+                md = read_metadata(path)
+            return md if any(md.get(k) for k in ("author", "license", "description", "version")) else None
+        if fmt == "tflite":
+            from styleport.export.tflite_metadata import read
+            return read(path)
+    except Exception:  # noqa: BLE001 - metadata is informative; a file without readable metadata is still a model
+        return None
+    return None
 
 
 def _coreml(path: Path) -> dict:

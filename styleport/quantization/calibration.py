@@ -180,6 +180,8 @@ def to_feed(spec: dict, t: torch.Tensor) -> np.ndarray:
     name = spec["name"]
     a = t.detach().float().numpy()
     if name in ("content_image", "style_image", "stylized_image"):
+        if spec.get("image"):  # an 8-bit image input (CoreML ImageType): pixels, the program scales them
+            return np.ascontiguousarray(np.round(np.clip(a, 0.0, 1.0) * 255.0), dtype=np.uint8)
         if spec["layout"] == "NHWC":
             a = a.transpose(0, 2, 3, 1)
         return np.ascontiguousarray(a, dtype=np.float32)

@@ -164,6 +164,8 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
                         run(feeds)  # warm-up
                     t0 = time.perf_counter()
                     got = _to_nchw(run(feeds), ins[0]["layout"])
+                    if (a.get("outputs") or [{}])[0].get("image"):  # CoreML image output: 0..255
+                        got = got / 255.0
                     ts.append(time.perf_counter() - t0)
                 ps.append(metrics.psnr_db(ref, got))
                 ss.append(metrics.ssim(ref, got))
