@@ -77,9 +77,9 @@ def cmd_stylize(args) -> int:
             model, _ = load_checkpoint(args.checkpoint)
             source = args.checkpoint
         else:
-            from styleport.models.default import load_default
-            model, _ = load_default()
-            source = "embedded default model (PyTorch)"
+            from styleport.models.default import describe, load_default
+            model, doc = load_default()
+            source = f"the embedded default model, {describe(doc)} (PyTorch)"
         out = stylize_torch(model, content, style, args.strength, args.style_size, args.max_size,
                             args.style_index, args.style_weights)
     from styleport.images import pil_to_tensor
