@@ -94,10 +94,14 @@ def cmd_demo(args) -> int:
     from styleport.demo import run_demo
     from styleport.export.bundle import parse_list
     from styleport.manifest import FORMATS, PRECISIONS
+    if args.shared_data and args.shared_data.lower() != "none" and not Path(args.shared_data).is_dir():
+        raise StyleportError(f"--shared-data: no such folder: {args.shared_data}")
     return run_demo(Path(args.out), quick=args.quick, checkpoint=args.checkpoint,
                     formats=parse_list(args.formats, FORMATS, "format"),
                     precisions=parse_list(args.precisions, PRECISIONS, "precision"),
-                    num_runs=args.num_runs, threads=args.threads)
+                    num_runs=args.num_runs, threads=args.threads,
+                    shared=None if args.shared_data is None else (
+                        False if args.shared_data.lower() == "none" else Path(args.shared_data)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--precisions", default="fp32,fp16,int8", help="precisions to export (default fp32,fp16,int8)")
     d.add_argument("--num_runs", type=int, default=None, help="timed runs per artefact (default 10; quick 3)")
     d.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
+    d.add_argument("--shared-data", metavar="DIR", default=None,
+                   help="optional third-party data, laid out like ../shared/data: paintings in images/style "
+                        "(more styles) and Google's Magenta TFLite files in magenta/ (a side-by-side column "
+                        "of Google's own outputs); default ../shared/data beside the repository when "
+                        "present; 'none' runs without it")
     d.set_defaults(func=cmd_demo)
 
     import types

@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 import pytest
 
 from conftest import run_cli
+from styleport.magenta_reference import find
 from styleport.models.default import available
 
 
@@ -56,3 +57,36 @@ def test_demo_quick_report_has_every_section(tmp_path):
     assert len(doc["gallery"]) >= 4 and {g["strength"] for g in doc["gallery"]} == {1.0, 0.5}
     junit = (out / "junit.xml").read_text()
     assert "<testsuite" in junit and "transformer/onnx/fp32" in junit
+    # which model ran, in the summary and the report: Google's network, imported
+    assert "model: embedded default: Magenta" in p.stdout and "Apache-2.0" in p.stdout
+    assert "Magenta" in doc["model"] and "Magenta" in "".join(parser.text)
+    # Google's own files beside each stylised image when ../shared/data/magenta is there
+    if find() is not None:
+        assert doc["google"]["present"] and doc["google"]["pairs"] == len(doc["gallery"])
+        for g in doc["gallery"]:
+            assert g["google_file"] in parser.imgs and (out / g["google_file"]).is_file()
+            assert g["google_psnr_db"] >= 30.0, g  # the same network on identical inputs
+        assert "Google's own TFLite files" in p.stdout
+    else:
+        assert not doc["google"]["present"] and "no Google column" in "".join(parser.text)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not available(), reason="no embedded default model in this checkout")
+def test_demo_without_shared_data_says_there_is_no_google_column(tmp_path):
+    """make demo on a fresh clone without ../shared: offline, works, and the report says why there is
+    no Google column (one format and precision, to keep it short)."""
+    out = tmp_path / "demo-out"
+    p = run_cli("demo", "--out", out, "--quick", "--formats", "onnx", "--precisions", "fp32", "--num_runs", "1",
+                "--shared-data", "none", timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "no Google column" in p.stdout and "model: embedded default: Magenta" in p.stdout
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["google"]["present"] is False and not (out / "google").exists()
+    assert not any("google_file" in g for g in doc["gallery"])
+    assert {g["style"] for g in doc["gallery"]} == {"swirl", "waves"}  # no shared paintings either
+    parser = _Collect()
+    parser.feed((out / "report.html").read_text())
+    assert "google" in parser.ids and "no Google column" in "".join(parser.text)
+    p = run_cli("demo", "--out", tmp_path / "x", "--shared-data", tmp_path / "missing")
+    assert p.returncode == 2 and "no such folder" in p.stderr and "Traceback" not in p.stderr
