@@ -76,9 +76,8 @@ def google_column(model, contents: dict, styles: dict, gallery: list, out: Path,
     psnr = {1.0: [], "all": []}
     with GoogleMagenta(folder, threads=threads) as g:
         for item in gallery:
-            c, s, k = contents[item["content"]], styles[item["style"]], item["strength"]
-            theirs = g(c, s, k)
-            ours = stylize_torch(model, content_input(c), s, k, STYLE_SIZE)
+            c, s, k = content_input(contents[item["content"]]), styles[item["style"]], item["strength"]
+            theirs, ours = g(c, s, k), stylize_torch(model, c, s, k, STYLE_SIZE)
             db = compare(pil_to_tensor(theirs).numpy(), pil_to_tensor(ours).numpy())["psnr_db"]
             shown = Image.open(out / item["file"]).size
             name = Path(item["file"]).name
