@@ -102,13 +102,15 @@ def test_quality_report_psnr_and_ops(bundle):
         assert 0.0 <= r["ssim"] <= 1.0
     # op kinds counted from the graphs
     assert "ConvInteger" in rows[("transformer", "onnx", "int8", "dynamic")]["ops_quantized"]
-    assert "Conv (QDQ)" in rows[("predictor", "onnx", "int8", None)]["ops_quantized"]  # static when calibrated
+    assert "Conv (QDQ)" in rows[("predictor", "onnx", "int8", None)]["ops_quantized"]  # qlinear when calibrated
+    assert _art(man, "predictor", "onnx", "int8")["details"]["int8_kind"] == "qlinear"
     plain = rows[("transformer", "onnx", "int8", None)]  # qlinear when calibrated
     assert "Conv (QDQ)" in plain["ops_quantized"] and "Pad (int8)" in plain["ops_quantized"]
     assert "InstanceNormalization" in plain["ops_float"]
     assert _art(man, "transformer", "onnx", "int8")["details"]["int8_kind"] == "qlinear"
-    st = rows[("predictor", "onnx", "int8", "qlinear")]
-    assert "Conv (QDQ)" in st["ops_quantized"] and "Clip" not in st["ops_float"]
+    st = rows[("predictor", "onnx", "int8", None)]
+    assert "Clip" not in st["ops_float"]
+    assert "Conv (QDQ)" in rows[("predictor", "onnx", "int8", "static")]["ops_quantized"]
     full = rows[("transformer", "tflite", "int8", "full")]
     assert "CONV_2D" in full["ops_quantized"] and "RSQRT" in full["ops_quantized"]
     assert "RSQRT" in rows[("transformer", "tflite", "int8", None)]["ops_float"]

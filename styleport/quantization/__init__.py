@@ -8,16 +8,14 @@ the bundle writer to add as artefacts with a ``variant`` key.
 | format | fp16                          | int8 (plain)             | int8 variants (need calibration: *) |
 |--------|-------------------------------|--------------------------|-------------------------------------|
 | onnx   | float16 weights+compute,      | dynamic uint8 weights;   | dynamic (when calibrated), a16w8*,  |
-|        | f32 I/O                       | calibrated: qlinear*     | predictor: qlinear*                 |
-|        |                               | (transformer), static*   |                                     |
-|        |                               | QDQ (predictor)          |                                     |
+|        | f32 I/O                       | calibrated: qlinear*     | predictor: static*                  |
 | tflite | float16 weights, f32 compute  | dynamic-range int8       | full* (W8A8), int16x8*               |
 | coreml | FLOAT16 compute (export)      | linear int8 weights      | palettize8, palettize6, palettize4  |
 
 The plain ``int8`` of each format needs no calibration images and is the best figure measured on
 Google's trained weights (benchmarks/quantization.md). Given a calibration set, the ONNX plain
-``int8`` of the transformer is ``qlinear`` (onnx_quant: the only ORT int8 here that is faster than
-fp32, at >= 30 dB) and of the predictor ``static``; ``dynamic`` is then written as a variant
+``int8`` of both networks is ``qlinear`` (onnx_quant: the fastest ORT int8 at >= 30 dB: faster than
+fp32 on the transformer and the predictor); ``dynamic`` is then written as a variant
 (``details["int8_kind"]`` says which the plain file is). Variants marked * are produced only when a
 calibration set is given (``--calib-content/--calib-style`` folders, or ``--calib-synthetic``);
 without one they are skipped with a line on stderr, never calibrated on procedural images silently.
@@ -35,9 +33,11 @@ ONNX_STATIC = ("qlinear", "static", "a16w8")  # the calibrated ONNX kinds
 # The calibrated ONNX plain int8 per network, and the variants written beside it.
 # No ``static`` transformer variant: on Google's weights and johnson it ran 1.08-1.15x fp32 at
 # 34.7 / 35.6 dB, beaten on PSNR by ``dynamic`` (37.7 / 41.5 dB, no calibration) at the same speed
-# and on speed by ``qlinear`` (0.32x / 0.47x fp32); for the predictor it is the plain int8 (45 dB).
-ONNX_PLAIN = {"transformer": "qlinear", "predictor": "static"}
-ONNX_VARIANTS = {"transformer": ("dynamic", "a16w8"), "predictor": ("dynamic", "qlinear", "a16w8")}
+# and on speed by ``qlinear`` (0.32x / 0.47x fp32). Predictor (MobileNetV2, Google's weights, 256²):
+# qlinear 0.54x fp32 at 43.1 dB (pipeline PSNR), static 0.69x at 45.0 dB: the faster one at >= 30 dB
+# is the plain int8, as for the transformer; static stays as a variant.
+ONNX_PLAIN = {"transformer": "qlinear", "predictor": "qlinear"}
+ONNX_VARIANTS = {"transformer": ("dynamic", "a16w8"), "predictor": ("dynamic", "static", "a16w8")}
 TFLITE_STATIC = ("full", "int16x8")
 COREML_PALETTES = ("palettize8", "palettize6", "palettize4")
 
@@ -103,9 +103,8 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
               file=sys.stderr)
     if fmt == "onnx":
         from styleport.quantization import onnx_quant as Q
-        # calibrated plain int8: the predictor's is static QDQ (ConvInteger (dynamic) keeps only ~22 dB
-        # on Google's MobileNetV2 vs 46 dB static, benchmarks/quantization.md); the transformer's is
-        # qlinear, the layout ORT runs on its integer kernels (faster than fp32, README)
+        # calibrated plain int8: qlinear, the layout ORT runs on its integer kernels (faster than fp32,
+        # README); uncalibrated: dynamic (on the predictor ConvInteger keeps only ~22 dB)
         primary = "dynamic" if feeds is None else ONNX_PLAIN.get(network, "qlinear")
         if primary != "dynamic":
             details = dict(Q.quantize(fp32_path, out_path, primary, feeds, method=cal["method"]), calibration=source)
