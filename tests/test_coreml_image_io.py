@@ -320,8 +320,10 @@ def test_inspect_shows_image_features_and_metadata(image_bundle):
     from styleport.export.inspect import inspect_file
     info = inspect_file(image_bundle / "coreml/transformer.fp32.mlpackage")
     io = {t["name"]: t for t in info["inputs"] + info["outputs"]}
-    assert io["content_image"] == {"name": "content_image", "shape": [1, 3, 64, 64], "dtype": "image RGB (8-bit)"}
-    assert io["stylized_image"]["dtype"] == "image RGB (8-bit)"
+    assert io["content_image"]["shape"] == [1, 3, 64, 64] and io["content_image"]["dtype"] == "image"
+    assert io["content_image"]["image"]["color_space"] == "RGB"
+    assert io["content_image"]["image"]["preprocessing"]["scale"] == pytest.approx(1 / 255)
+    assert io["stylized_image"]["dtype"] == "image" and io["stylized_image"]["image"]["color_space"] == "RGB"
     assert info["metadata"]["license"] == "CC-BY-4.0" and info["metadata"]["io"]["content_image"] == "image"
     t = inspect_file(image_bundle / "tflite/transformer.fp32.tflite")
     assert t["metadata"]["name"] == "styleport magenta-mobile transformer (fp32)"

@@ -65,7 +65,7 @@ def test_every_variant_is_written_and_smaller(bundle):
     from styleport.manifest import load
     load(root)  # sizes and hashes verify, variant keys unique
     for net in ("predictor", "transformer"):
-        onnx_variants = ("dynamic", "qlinear", "a16w8") if net == "predictor" else ("dynamic", "a16w8")
+        onnx_variants = ("dynamic", "static", "a16w8") if net == "predictor" else ("dynamic", "a16w8")
         for fmt, variants in (("onnx", onnx_variants), ("tflite", ("full", "int16x8")),
                               ("coreml", ("palettize8", "palettize6", "palettize4"))):
             fp32 = _art(man, net, fmt, "fp32")["bytes"]
