@@ -113,3 +113,9 @@ class Runner:
     def describe(self) -> dict:
         """Settings worth reporting (threads, delegates, providers)."""
         return {"threads": self.threads}
+
+    def profile(self, feeds: dict, runs: int = 10) -> dict | None:
+        """Per-op breakdown of ``runs`` runs on ``feeds``: {"runtime", "total_ms", "runs",
+        "by_op_type": [{"op", "ms", "count", "pct"}], "slowest_nodes": [{"name", "op", "ms"}],
+        "notes": [...]} plus runtime-specific keys; None when the runtime gives none."""
+        return None
