@@ -119,12 +119,15 @@ def test_older_forms_fall_back_and_the_rewrite_is_exact(tmp_path, monkeypatch):
 
 
 def _check_profile(prof, runs):
+    # the keys every runtime's profile has (runtime/base.py), then LiteRT's own
+    assert {"runtime", "runs", "total_ms", "ops_ms", "coverage", "by_op_type", "slowest_nodes", "notes"} <= set(prof)
     assert prof["runtime"] == "litert" and prof["runs"] == runs and prof["total_ms"] > 0
     ms = [row["ms"] for row in prof["by_op_type"]]
     assert all(m is not None and m >= 0 for m in ms)
     # the per-op times add up to the profiled run's time (LiteRT's Invoke event) within 10%
     assert abs(sum(ms) - prof["total_ms"]) <= 0.10 * prof["total_ms"], (sum(ms), prof["total_ms"])
-    assert abs(sum(row["pct"] for row in prof["by_op_type"]) - 100.0) < 0.5
+    assert abs(sum(ms) - prof["ops_ms"]) < 1e-3 and 0.9 <= prof["coverage"] <= 1.1
+    assert abs(sum(row["pct"] for row in prof["by_op_type"]) - 100.0 * prof["coverage"]) < 0.5
     assert 0 < len(prof["slowest_nodes"]) <= 10 and all({"name", "op", "ms"} <= set(n) for n in prof["slowest_nodes"])
     assert prof["notes"]
 

@@ -115,7 +115,7 @@ class Runner:
         return {"threads": self.threads}
 
     def profile(self, feeds: dict, runs: int = 10) -> dict | None:
-        """Per-op breakdown of ``runs`` runs on ``feeds``: {"runtime", "total_ms", "runs",
-        "by_op_type": [{"op", "ms", "count", "pct"}], "slowest_nodes": [{"name", "op", "ms"}],
-        "notes": [...]} plus runtime-specific keys; None when the runtime gives none."""
+        """Per-op breakdown of ``runs`` runs on ``feeds``: {"runtime", "runs", "total_ms", "ops_ms",
+        "coverage", "by_op_type": [{"op", "count", "ms", "pct"}], "slowest_nodes": [{"name", "op",
+        "ms"}], "notes": [...]} plus runtime-specific keys; None when the runtime gives none."""
         return None

@@ -348,32 +348,37 @@ class CompiledModelSession:
 
 def build_profile(coverage: dict | None, run: ProfiledRun | None, runs: int, fallback_total_ms: float | None,
                   notes: list, top: int = 10, node_names: dict | None = None) -> dict:
-    """The runner-neutral profile dict (runtime/base.py: Runner.profile)."""
-    prof = {"runtime": "litert", "runs": runs, "total_ms": None, "by_op_type": [], "slowest_nodes": [],
-            "notes": list(notes)}
+    """The runner-neutral profile dict (runtime/base.py: Runner.profile; the same keys as the ONNX
+    Runtime side: runtime, runs, total_ms, ops_ms, coverage, by_op_type [{op, count, ms, pct of
+    total_ms}], slowest_nodes [{name, op, ms}], notes) plus LiteRT's own: ``delegate`` (partitions,
+    ops, delegated, fallback, fallback_nodes), ``fully_accelerated``, ``wall_ms``."""
+    prof = {"runtime": "litert", "runs": int(runs), "total_ms": None, "ops_ms": None, "coverage": None,
+            "by_op_type": [], "slowest_nodes": [], "notes": list(notes)}
     if coverage is not None:
         prof["delegate"] = {k: coverage[k] for k in ("name", "partitions", "ops", "delegated", "fallback",
                                                     "fallback_nodes")}
     if run is None or not run.ops:
-        prof["total_ms"] = fallback_total_ms
+        prof["total_ms"] = None if fallback_total_ms is None else round(fallback_total_ms, 4)
         if coverage is not None:
             fell = set(coverage["fallback"])
-            prof["by_op_type"] = [{"op": op + (BUILTIN_SUFFIX if op in fell else ""), "ms": None, "count": n,
+            prof["by_op_type"] = [{"op": op + (BUILTIN_SUFFIX if op in fell else ""), "count": n, "ms": None,
                                    "pct": None} for op, n in sorted(coverage["op_types"].items(), key=lambda kv: -kv[1])]
         return prof
     node_names = node_names or {}
     total = statistics.mean(run.total_ms) if run.total_ms else statistics.mean(run.wall_ms)
-    op_sum = sum(ms for _, _, _, ms, _ in run.ops)
-    by_type = collections.defaultdict(lambda: [0.0, 0])
+    ops_ms = sum(ms for _, _, _, ms, _ in run.ops)
+    by_type = collections.defaultdict(lambda: [0, 0.0])
     for kind, tag, _, ms, _ in run.ops:
-        key = tag + (BUILTIN_SUFFIX if kind == "builtin" else "")
-        by_type[key][0] += ms
-        by_type[key][1] += 1
-    prof["total_ms"] = round(total, 4)
-    prof["per_op_sum_ms"] = round(op_sum, 4)
-    prof["wall_ms"] = round(statistics.mean(run.wall_ms), 4)
-    prof["by_op_type"] = [{"op": op, "ms": round(ms, 4), "count": n, "pct": round(100.0 * ms / op_sum, 2) if op_sum else 0.0}
-                          for op, (ms, n) in sorted(by_type.items(), key=lambda kv: -kv[1][0])]
+        e = by_type[tag + (BUILTIN_SUFFIX if kind == "builtin" else "")]
+        e[0] += 1
+        e[1] += ms
+
+    def pct(ms):
+        return round(100.0 * ms / total, 2) if total > 0 else None
+    prof.update(total_ms=round(total, 4), ops_ms=round(ops_ms, 4),
+                coverage=round(ops_ms / total, 4) if total > 0 else None, wall_ms=round(statistics.mean(run.wall_ms), 4))
+    prof["by_op_type"] = [{"op": op, "count": n, "ms": round(ms, 4), "pct": pct(ms)}
+                          for op, (n, ms) in sorted(by_type.items(), key=lambda kv: -kv[1][1])]
     slow = sorted(run.ops, key=lambda o: -o[3])[:top]
     prof["slowest_nodes"] = [{"name": (node_names.get(idx, f"node {idx}") if kind == "builtin" else f"XNNPACK op {idx}"),
                               "op": tag + (BUILTIN_SUFFIX if kind == "builtin" else ""), "ms": round(ms, 4)}

@@ -188,8 +188,9 @@ class LiteRTRunner(Runner):
             notes.append(f"per-op times: LiteRT's profiler (C API CompiledModel, CPU/XNNPACK, {self.threads or 1} "
                          f"thread(s), these feeds), mean ms per run over {runs} runs; delegated ops carry XNNPACK's "
                          "own operator names, ops left to the builtin kernels their TFLite names + ' (builtin kernel)'")
-            notes.append("total_ms: LiteRT's 'Invoke' event of the profiled runs (profiling adds a little time); "
-                         "per_op_sum_ms: the per-op times added up")
+            notes.append("total_ms: LiteRT's 'Invoke' event of a profiled run (profiling adds a little time); "
+                         "ops_ms: the per-op times added up; the rest (coverage < 1) is the interpreter's own "
+                         "per-invoke cost, about 0.2 ms")
         names = {}
         if coverage is not None:
             ops = self.it._get_ops_details()
