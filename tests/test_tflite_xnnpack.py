@@ -218,7 +218,7 @@ def test_full_integer_predictor_tiny_seeded(tmp_path):
     model = _model("magenta-mobile")
     p8, details, inputs = _predictor_int8(model, tmp_path, {"synthetic": True, "count": 6})
     _assert_full_integer(p8, details)
-    assert [v["variant"] for v in details["variants"]] == ["dynamic", "int16x8"]
+    assert [v["variant"] for v in details["variants"]] == ["dynamic", "int16x8"] and details["int8_kind"] == "full"
     # 6 images, widened with 5 views each (calibration.style_views_of) to reach MIN_STYLE_SAMPLES
     assert details["calibration"]["style_count"] == 30 and len(details["calibration"]["style_views"]) == 5
     from styleport import samples
@@ -232,6 +232,7 @@ def test_full_integer_predictor_tiny_seeded(tmp_path):
             assert cos >= 0.99, cos
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MAGENTA / "style_predict_quantized_256.tflite").exists() or not IMAGES.exists(),
                     reason="../shared/data (Google's Magenta files and images) absent")
 def test_full_integer_predictor_google_weights(tmp_path):

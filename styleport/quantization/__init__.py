@@ -118,6 +118,7 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
         if primary == "full":  # small style sets widened with views (calibration.py)
             pfeeds, psource = _calib_feeds(dict(ctx, calibration=cal), network, style_views=True)
         details = T.quantize(fp32_path, out_path, primary, pfeeds)
+        details["int8_kind"] = primary
         if primary != "dynamic":
             details["calibration"] = psource
         if feeds is not None:
