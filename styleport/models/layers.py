@@ -1,9 +1,12 @@
 """Building blocks shared by the transformer presets.
 
 Two ops have more than one equivalent way to be written, and each exporter wants a different one
-(shared/DESIGN.md): reflection padding (``F.pad(mode="reflect")`` -> ONNX Pad / CoreML pad, or
-slice+flip+concat, which TFLite runs faster than MIRROR_PAD) and instance norm (``F.instance_norm``
+(shared/DESIGN.md): reflection padding (``F.pad(mode="reflect")`` -> ONNX Pad / CoreML pad;
+slice+flip+concat, which TFLite runs faster than MIRROR_PAD; or one-wide slices + concat without
+flip, the TFLite default, whose every op XNNPACK takes) and instance norm (``F.instance_norm``
 -> the native ONNX/CoreML op, or mean/variance, which litert-torch lowers without transposes).
+A third form is for XNNPACK's GEMM tiles: a conv with a narrow output (3 or 8 channels) computes
+several output columns per step as channels ("phases", :func:`conv_phases_nhwc`).
 Every module reads its form from a module attribute, set for a whole network with :func:`set_forms`.
 The forms compute the same numbers; tests check that.
 """
@@ -16,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PAD_FORMS = ("native", "cat")
+PAD_FORMS = ("native", "cat", "slices")
 NORM_FORMS = ("native", "meanvar")
+CONV_FORMS = ("native", "phases")
 IN_EPS = 1e-5
 
 
@@ -33,6 +37,40 @@ def reflect_pad_cat(x: torch.Tensor, p: int) -> torch.Tensor:
     return torch.cat([top, x, bottom], dim=-2)
 
 
+def reflect_pad_slices(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Reflection padding from one-wide slices and concatenations, without flip: the TFLite graph
+    has no REVERSE_V2, which XNNPACK does not take. XNNPACK's CONCATENATION takes 2-5 inputs and
+    the converter merges a concatenation fed by slices of another one along the same axis, so the
+    padding grows two pixels a side at a time, alternating width and height: each concatenation
+    has at most 5 inputs and slices the previous one along the other axis."""
+    h, w = x.shape[-2], x.shape[-1]
+    q = 0  # pixels padded so far on each side: y[..., k] == x[..., k - q] inside
+    while q < p:
+        m = min(2, p - q)
+        for dim, n in ((-1, w), (-2, h)):
+            left = [x.narrow(dim, 2 * q + i, 1) for i in range(m, 0, -1)]   # x[q + i] sits at y[2q + i]
+            right = [x.narrow(dim, n - 1 - i, 1) for i in range(1, m + 1)]  # x[n-1-q-i] sits at y[n-1-i]
+            x = torch.cat(left + [x] + right, dim)
+        q += m
+    return x
+
+
+def conv_phases_nhwc(x: torch.Tensor, conv: nn.Conv2d, r: int) -> torch.Tensor:
+    """``conv`` (stride 1, no padding) of an NCHW ``x``, returned NHWC, with its output columns
+    computed ``r`` at a time as channels: one conv of stride (1, r) whose kernel holds the original
+    kernel at the ``r`` column offsets, then a reshape (NHWC memory: column ``r*j + p``, channel c
+    is channel ``p*C + c`` of column j). Same numbers. For a narrow output (the 3-channel last
+    layer) XNNPACK's GEMM tiles are r times fuller: the 9x9 32->3 conv at 384² ran 0.37x as long
+    with r = 4 (litert-torch 0.10, LiteRT 2.3; README, Export)."""
+    w = conv.weight
+    co = w.shape[0]
+    wide = torch.cat([F.pad(w, (p, r - 1 - p)) for p in range(r)], 0)
+    bias = None if conv.bias is None else torch.cat([conv.bias] * r)  # repeat() stays a BROADCAST_TO
+    y = F.conv2d(x, wide, bias, stride=(1, r))
+    n, _, h, cols = y.shape
+    return y.permute(0, 2, 3, 1).reshape(n, h, cols * r, co)
+
+
 class ReflectPad(nn.Module):
     def __init__(self, pad: int):
         super().__init__()
@@ -44,6 +82,8 @@ class ReflectPad(nn.Module):
             return x
         if self.form == "cat":
             return reflect_pad_cat(x, self.pad)
+        if self.form == "slices":
+            return reflect_pad_slices(x, self.pad)
         return F.pad(x, (self.pad,) * 4, mode="reflect")
 
 
@@ -54,6 +94,19 @@ def instance_norm(x: torch.Tensor, form: str, eps: float = IN_EPS) -> torch.Tens
         var = (x - mean).square().mean(dim=(2, 3), keepdim=True)
         return (x - mean) * torch.rsqrt(var + eps)
     return F.instance_norm(x, eps=eps)
+
+
+def affine_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, form: str,
+                         eps: float = IN_EPS) -> torch.Tensor:
+    """instance_norm(x) * gamma + beta, gamma and beta [B or 1, C, 1, 1]. The meanvar form folds
+    gamma into the per-channel 1/sigma first: three passes over the image (subtract, multiply,
+    add) instead of four, the same numbers up to rounding."""
+    if form == "meanvar":
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        d = x - mean
+        var = d.square().mean(dim=(2, 3), keepdim=True)
+        return d * (torch.rsqrt(var + eps) * gamma) + beta
+    return instance_norm(x, form, eps) * gamma + beta
 
 
 class InstanceNorm(nn.Module):
@@ -67,7 +120,7 @@ class InstanceNorm(nn.Module):
         self.form = "native"
 
     def forward(self, x):
-        return instance_norm(x, self.form, self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
+        return affine_instance_norm(x, self.weight[None, :, None, None], self.bias[None, :, None, None], self.form, self.eps)
 
 
 class CondInstanceNorm(nn.Module):
@@ -84,7 +137,7 @@ class CondInstanceNorm(nn.Module):
         self.form = "native"
 
     def forward(self, x, gamma, beta):
-        return instance_norm(x, self.form, self.eps) * gamma[:, :, None, None] + beta[:, :, None, None]
+        return affine_instance_norm(x, gamma[:, :, None, None], beta[:, :, None, None], self.form, self.eps)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module | None:
@@ -107,15 +160,42 @@ class ConvLayer(nn.Module):
         self.upsample = upsample
         self.reflection_pad = ReflectPad(kernel // 2)
         self.conv2d = nn.Conv2d(cin, cout, kernel, stride, bias=bias)
+        self.form = "native"  # CONV_FORMS (see _phases)
+
+    def _phases(self, width: int) -> int:
+        """Output columns per step of the "phases" form: enough to fill 16 GEMM lanes with a narrow
+        output (3 -> 4, 8 -> 2), a power of two dividing the width; 1 = the plain conv."""
+        if self.form != "phases" or self.conv2d.stride != (1, 1) or self.conv2d.out_channels >= 16:
+            return 1
+        r = 1
+        while r * 2 * self.conv2d.out_channels <= 16 and width % (r * 2) == 0:
+            r *= 2
+        return r
 
     def forward(self, x):
         if self.upsample > 1:
             x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+        r = self._phases(x.shape[-1])
+        if r > 1:
+            return conv_phases_nhwc(self.reflection_pad(x), self.conv2d, r).permute(0, 3, 1, 2)
         return self.conv2d(self.reflection_pad(x))
 
+    def forward_nhwc(self, x):
+        """Same as ``forward(x).permute(0, 2, 3, 1)``, without the round trip in the "phases" form."""
+        if self.upsample > 1:
+            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+        r = self._phases(x.shape[-1])
+        if r > 1:
+            return conv_phases_nhwc(self.reflection_pad(x), self.conv2d, r)
+        return self.conv2d(self.reflection_pad(x)).permute(0, 2, 3, 1)
 
-def set_forms(module: nn.Module, pad: str | None = None, norm: str | None = None) -> nn.Module:
-    """Switch every ReflectPad / (Cond)InstanceNorm in ``module`` to the given forms (in place)."""
+
+def set_forms(module: nn.Module, pad: str | None = None, norm: str | None = None,
+              conv: str | None = None) -> nn.Module:
+    """Switch every ReflectPad / (Cond)InstanceNorm / ConvLayer in ``module`` to the given forms
+    (in place)."""
+    if conv is not None and conv not in CONV_FORMS:
+        raise ValueError(f"conv form {conv!r} not in {CONV_FORMS}")
     if pad is not None and pad not in PAD_FORMS:
         raise ValueError(f"pad form {pad!r} not in {PAD_FORMS}")
     if norm is not None and norm not in NORM_FORMS:
@@ -125,14 +205,16 @@ def set_forms(module: nn.Module, pad: str | None = None, norm: str | None = None
             m.form = pad
         if norm is not None and isinstance(m, (InstanceNorm, CondInstanceNorm)):
             m.form = norm
+        if conv is not None and isinstance(m, ConvLayer):
+            m.form = conv
     return module
 
 
 @contextlib.contextmanager
-def forms(module: nn.Module, pad: str | None = None, norm: str | None = None):
+def forms(module: nn.Module, pad: str | None = None, norm: str | None = None, conv: str | None = None):
     """Temporarily switch forms, restoring the previous ones afterwards."""
     saved = [(m, m.form) for m in module.modules() if hasattr(m, "form")]
-    set_forms(module, pad, norm)
+    set_forms(module, pad, norm, conv)
     try:
         yield module
     finally:

@@ -9,14 +9,18 @@ the bundle writer to add as artefacts with a ``variant`` key.
 |--------|-------------------------------|--------------------------|-------------------------------------|
 | onnx   | float16 weights+compute,      | dynamic uint8 weights;   | dynamic (when calibrated), a16w8*,  |
 |        | f32 I/O                       | calibrated: qlinear*     | predictor: static*                  |
-| tflite | float16 weights, f32 compute  | dynamic-range int8       | full* (W8A8), int16x8*               |
+| tflite | float16 weights, f32 compute  | dynamic-range int8;      | full* (W8A8; transformer),          |
+|        |                               | predictor calibrated:    | dynamic (predictor, when            |
+|        |                               | full-integer*            | calibrated), int16x8*               |
 | coreml | FLOAT16 compute (export)      | linear int8 weights      | palettize8, palettize6, palettize4  |
 
 The plain ``int8`` of each format needs no calibration images and is the best figure measured on
-Google's trained weights (benchmarks/quantization.md). Given a calibration set, the ONNX plain
-``int8`` of both networks is ``qlinear`` (onnx_quant: the fastest ORT int8 at >= 30 dB: faster than
-fp32 on the transformer and the predictor); ``dynamic`` is then written as a variant
-(``details["int8_kind"]`` says which the plain file is). Variants marked * are produced only when a
+Google's trained weights (benchmarks/quantization.md), except when a calibration set is given:
+then the ONNX plain ``int8`` of both networks is ``qlinear`` (onnx_quant: the fastest ORT int8 at
+>= 30 dB: faster than fp32 on the transformer and the predictor) and the TFLite predictor's is
+full-integer (int8 activations and weights with float I/O, as Google's
+style_predict_quantized_256.tflite); the calibration-free one is then written as the ``dynamic``
+variant (``details["int8_kind"]`` says which the plain file is). Variants marked * are produced only when a
 calibration set is given (``--calib-content/--calib-style`` folders, or ``--calib-synthetic``);
 without one they are skipped with a line on stderr, never calibrated on procedural images silently.
 ``calibration["variants"] = False`` writes the plain artefact only.
@@ -47,7 +51,7 @@ def _hw(inputs, sample) -> tuple[int, int]:
     return (int(t.shape[1]), int(t.shape[2])) if inputs[0]["layout"] == "NHWC" else (int(t.shape[2]), int(t.shape[3]))
 
 
-def _calib_feeds(ctx, network):
+def _calib_feeds(ctx, network, style_views: bool = False):
     from styleport.quantization import calibration as C
     model, inputs, sample = ctx["model"], ctx["inputs"], ctx["sample"]
     hw = _hw(inputs, sample)
@@ -56,7 +60,7 @@ def _calib_feeds(ctx, network):
     else:
         size = hw
         style_size = int(getattr(model, "style_size", 256) or 256)
-    cal = C.build_set(ctx.get("calibration"), model, network, size, style_size)
+    cal = C.build_set(ctx.get("calibration"), model, network, size, style_size, style_views=style_views)
     return C.feeds(model, network, inputs, cal), cal.describe()
 
 
@@ -118,12 +122,26 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
                 extra.append({"variant": v, "path": p, "details": dict(d, calibration=source if v != "dynamic" else None)})
     elif fmt == "tflite":
         from styleport.quantization import tflite_quant as T
-        details = T.quantize(fp32_path, out_path, "dynamic")
+        # the predictor's plain int8 is full-integer when calibrated: MobileNetV2 has no instance norm,
+        # every op has an int8 XNNPACK kernel; dynamic-range runs 17.8 ms vs 2.5 ms for Google's
+        # full-integer file (shared/DESIGN.md; README, Quantization). The transformer keeps dynamic-range (its
+        # int8 DIV/RSQRT leave XNNPACK).
+        # (with --no-variants too: the calibration set decides the plain artefact, variants are extra)
+        primary = "full" if network == "predictor" and _has_calibration(cal) else "dynamic"
+        pfeeds = psource = None
+        if primary == "full":  # small style sets widened with views (calibration.py)
+            pfeeds, psource = _calib_feeds(dict(ctx, calibration=cal), network, style_views=True)
+        details = T.quantize(fp32_path, out_path, primary, pfeeds)
+        details["int8_kind"] = primary
+        if primary != "dynamic":
+            details["calibration"] = psource
         if feeds is not None:
-            for v in TFLITE_STATIC:
+            for v in ("dynamic",) + TFLITE_STATIC:
+                if v == primary:
+                    continue
                 p = _variant_path(out_path, v)
-                d = T.quantize(fp32_path, p, v, feeds)
-                extra.append({"variant": v, "path": p, "details": dict(d, calibration=source)})
+                d = T.quantize(fp32_path, p, v, feeds if v != "dynamic" else None)
+                extra.append({"variant": v, "path": p, "details": dict(d, calibration=source if v != "dynamic" else None)})
     elif fmt == "coreml":
         from styleport.quantization import coreml_quant as M
         details = M.compress(fp32_path, out_path, "int8")
