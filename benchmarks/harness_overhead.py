@@ -6,8 +6,9 @@ model, in the same process, interleaved run by run (A B, B A, ...) so machine no
 ONNX Runtime: bare `InferenceSession.run(None, feeds)` vs OrtRunner.run inside latency.measure.
 LiteRT: bare `Interpreter.invoke()` (inputs set once) vs LiteRTRunner.run (set_tensor + invoke +
 get_tensor every run) inside latency.measure. Models: the magenta-mobile transformer (random weights,
-width 1) exported to ONNX at --size; for LiteRT Google's f16 transfer network (384²) when
-../shared/data/magenta is present, else the same transformer converted with litert-torch.
+width 1) exported by `styleport export` to ONNX at --size; for LiteRT Google's f16 transfer network
+(384²) when ../shared/data/magenta is present, else the same transformer's TFLite export.
+Both sides run the model once untimed before each timed sample (measure()'s first run).
 Goal: harness median within 2% of the bare median.
 """
 
@@ -34,26 +35,28 @@ MAGENTA = ROOT.parent / "shared" / "data" / "magenta" / "style_transfer_f16_384.
 
 
 def build_models(folder: Path, size: int, want_tflite: bool):
+    """The magenta-mobile transformer (random weights, width 1) exported by styleport itself."""
     import torch
 
+    from styleport.export.bundle import export_bundle
+    from styleport.models.checkpoint import save_checkpoint
     from styleport.models.presets import build, default_config
-    from styleport.runtime.tiny import _wrap_nhwc, export_onnx, export_tflite
     torch.manual_seed(0)
-    model = build(default_config("magenta-mobile", width=1.0)).eval()
-    c, b = torch.rand(1, 3, size, size), torch.rand(1, 100, 1, 1)
-    onnx_path = export_onnx(model.transformer, (c, b), ["content_image", "style_bottleneck"], ["stylized_image"],
-                            folder / "transformer.onnx")
-    tfl = None
-    if want_tflite:
-        tfl = export_tflite(_wrap_nhwc(model.transformer, "transformer"),
-                            {"content_image": c.permute(0, 2, 3, 1).contiguous(),
-                             "style_bottleneck": b.permute(0, 2, 3, 1).contiguous()}, folder / "transformer.tflite")
-    return onnx_path, tfl
+    cfg = default_config("magenta-mobile", width=1.0)
+    ckpt = save_checkpoint(build(cfg).eval(), cfg, folder / "ckpt")
+    formats = ("onnx", "tflite") if want_tflite else ("onnx",)
+    export_bundle(ckpt, folder / "bundle", formats, ("fp32",), size=size, progress=False)
+    tfl = folder / "bundle" / "tflite" / "transformer.fp32.tflite"
+    return folder / "bundle" / "onnx" / "transformer.fp32.onnx", (tfl if want_tflite else None)
 
 
 def interleave(bare, harness, rounds: int, runs: int):
-    """Alternate single runs (A B, B A, ...) so both loops see the same machine noise; each harness
-    sample still comes from latency.measure (its own loop and clock calls)."""
+    """Alternate single samples (A B, B A, ...) so both loops see the same machine noise. Each
+    harness sample is one call of latency.measure(num_runs=1), which runs the model once untimed
+    (its "first run") and then once timed; the bare side does the same (one untimed run, then one
+    timed), so the two differ only by the harness's own code. (An earlier version let only the
+    harness warm up before each sample: under load, with two thread pools on two cores, that warm
+    run alone made the harness look 19% *faster* than the bare loop.)"""
     a, h = [], []
     for i in range(rounds * runs):
         if i % 2 == 0:
@@ -87,6 +90,7 @@ def bench_ort(path: Path, threads: int, size: int, rounds: int, runs: int):
     def bare(n):
         out = []
         for _ in range(n):
+            sess.run(None, feeds)  # untimed, as measure()'s first run
             t0 = time.perf_counter()
             sess.run(None, feeds)
             out.append(time.perf_counter() - t0)
@@ -116,6 +120,7 @@ def bench_litert(path: Path, threads: int, rounds: int, runs: int):
     def bare(n):
         out = []
         for _ in range(n):
+            it.invoke()  # untimed, as measure()'s first run
             t0 = time.perf_counter()
             it.invoke()
             out.append(time.perf_counter() - t0)

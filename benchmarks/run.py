@@ -7,7 +7,7 @@ rewrite benchmarks/RESULTS.md from the JSON in benchmarks/results/.
     .venv/bin/python benchmarks/run.py --render        # only rewrite RESULTS.md from results/*.json
     .venv/bin/python benchmarks/run.py --sizes 256,384,512,1024   # suite 1 sizes
 
-Suites: exported_vs_eager, ours_vs_google, roofline, toolkit_cost, scaling. Extra flags after `--`
+Suites: exported_vs_eager, ours_vs_google, roofline, toolkit_cost, scaling, import_fidelity. Extra flags after `--`
 go to every suite run (e.g. `-- --runs 20`).
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-SUITES = ("exported_vs_eager", "ours_vs_google", "roofline", "toolkit_cost", "scaling")
+SUITES = ("exported_vs_eager", "ours_vs_google", "roofline", "toolkit_cost", "scaling", "import_fidelity")
 
 
 def commands(full: bool, sizes: str | None) -> dict:
@@ -35,6 +35,7 @@ def commands(full: bool, sizes: str | None) -> dict:
         "roofline": ["--runs", "10"],
         "toolkit_cost": ["--repeats", "3" if full else "1"],
         "scaling": ["--sizes", "256,384,512,768,1024", "--threads", "1", "--runs", "10"],
+        "import_fidelity": [],
     }
 
 

@@ -56,18 +56,28 @@ def cmd_gatys(args) -> int:
     return 0
 
 
+def _note(msg: str) -> None:
+    print(f"styleport: note: {msg}", file=sys.stderr)
+
+
 def cmd_stylize(args) -> int:
-    from styleport.images import load_image, save_image
-    from styleport.stylize import BundleStylizer, stylize_torch
+    from styleport.images import open_image, pil_to_tensor, save_image
+    from styleport.stylize import MIN_SIDE, BundleStylizer, stylize_torch, working_size
 
     if args.bundle and args.checkpoint:
         raise StyleportError("give --bundle or --checkpoint, not both")
-    content = load_image(args.content)
-    style = load_image(args.style) if args.style else None
+    if args.max_size < 0 or 0 < args.max_size < MIN_SIDE:
+        raise StyleportError(f"--max-size must be 0 (no cap) or at least {MIN_SIDE}, got {args.max_size}")
+    content, shown = open_image(args.content, args.max_size or None)
+    if content.size != shown:
+        _note(f"content is {shown[0]}x{shown[1]}, over --max-size {args.max_size}: scaled down to "
+              f"{content.width}x{content.height} while reading; the output has that size")
+    style = open_image(args.style)[0] if args.style else None
     if args.bundle:
         st = BundleStylizer(args.bundle, args.runtime, args.precision, args.threads)
         try:
-            out = st(content, style, args.strength, args.style_index, args.style_weights, args.max_size)
+            tiny = st.input_size is None and min(content.size) < MIN_SIDE
+            out = st(content, style, args.strength, args.style_index, args.style_weights, args.max_size or None)
         finally:
             st.close()
         source = f"{args.bundle} ({st.runtime}, {args.precision})"
@@ -77,12 +87,16 @@ def cmd_stylize(args) -> int:
             model, _ = load_checkpoint(args.checkpoint)
             source = args.checkpoint
         else:
-            from styleport.models.default import load_default
-            model, _ = load_default()
-            source = "embedded default model (PyTorch)"
-        out = stylize_torch(model, content, style, args.strength, args.style_size, args.max_size,
+            from styleport.models.default import describe, load_default
+            model, doc = load_default()
+            source = f"the embedded default model, {describe(doc)} (PyTorch)"
+        tiny = min(content.size) < MIN_SIDE
+        out = stylize_torch(model, content, style, args.strength, args.style_size, args.max_size or None,
                             args.style_index, args.style_weights)
-    from styleport.images import pil_to_tensor
+    if tiny:
+        w, h = working_size(content.size, args.max_size or None)
+        _note(f"content is {content.width}x{content.height}, under the {MIN_SIDE} px a side the network "
+              f"takes: stylised at {w}x{h} and scaled back to {content.width}x{content.height}")
     save_image(pil_to_tensor(out), args.output)
     print(f"wrote {args.output} ({out.width}x{out.height}) with {source}")
     return 0
@@ -94,10 +108,14 @@ def cmd_demo(args) -> int:
     from styleport.demo import run_demo
     from styleport.export.bundle import parse_list
     from styleport.manifest import FORMATS, PRECISIONS
+    if args.shared_data and args.shared_data.lower() != "none" and not Path(args.shared_data).is_dir():
+        raise StyleportError(f"--shared-data: no such folder: {args.shared_data}")
     return run_demo(Path(args.out), quick=args.quick, checkpoint=args.checkpoint,
                     formats=parse_list(args.formats, FORMATS, "format"),
                     precisions=parse_list(args.precisions, PRECISIONS, "precision"),
-                    num_runs=args.num_runs, threads=args.threads)
+                    num_runs=args.num_runs, threads=args.threads, tolerances=args.tolerances,
+                    shared=None if args.shared_data is None else (
+                        False if args.shared_data.lower() == "none" else Path(args.shared_data)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,8 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_gatys)
 
     st = sub.add_parser("stylize", help="stylise one image with a checkpoint, a bundle or the default model",
-                        description="Stylise CONTENT (any size; the output keeps its size and aspect ratio). "
-                                    "Without --bundle or --checkpoint the embedded default model is used.")
+                        description="Stylise CONTENT: any size, mode (grey, palette, RGBA, 16-bit, CMYK) and "
+                                    "EXIF orientation. The output has the content's size and aspect ratio, "
+                                    "except that a photo whose long side exceeds --max-size is scaled down to "
+                                    "it while it is read (said on stderr) and the output has the scaled size; "
+                                    "content under 8 px a side is upscaled for the network and scaled back "
+                                    "(said on stderr). Without --bundle or --checkpoint the embedded default "
+                                    "model is used: Google's Magenta arbitrary-style network, imported "
+                                    "(styleport/assets/MODEL_CARD.md).")
     st.add_argument("--content", required=True, metavar="IMG", help="content image")
     st.add_argument("--style", metavar="IMG", help="style image (arbitrary-style models)")
     st.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image")
@@ -141,15 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--style-index", type=int, default=None, help="dumoulin: which style (default 0)")
     st.add_argument("--style-weights", default=None, help="dumoulin: comma list blending the styles")
     st.add_argument("--style-size", type=int, default=256, help="style image size, PyTorch path (default 256)")
-    st.add_argument("--max-size", type=int, default=1024,
-                    help="cap on the long side when the model runs at the content's own size (default 1024)")
+    st.add_argument("--max-size", type=int, default=1024, metavar="N",
+                    help="long side, px: bigger photos (e.g. 50 or 108 MP) are scaled down to N while they are "
+                         "read, and the output has that size; 0 = no cap. Memory grows with the pixels "
+                         "(default model, measured: about 0.7 GB peak at 1024, 1.4 GB at 2048, 3.9 GB at "
+                         "4096). Default 1024")
     st.add_argument("--threads", type=int, default=None, help="runtime threads (with --bundle)")
     st.set_defaults(func=cmd_stylize)
 
     d = sub.add_parser("demo", help="the main job, offline: stylise, export, check parity and latency, report",
                        description="End to end on the embedded default model: stylise sample images, export "
                                    "ONNX/TFLite/CoreML/ExecuTorch at fp32/fp16/int8, run parity and latency for every "
-                                   "artefact that can run here, write report.html, report.json and junit.xml.")
+                                   "artefact that can run here, write report.html, report.json and junit.xml. "
+                                   "Exit: 0 ok, 1 a parity check failed, 2 bad input, 3 a runtime failed.")
     d.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
     d.add_argument("--quick", action="store_true", help="reduced sizes and runs (used by the tests)")
     d.add_argument("--checkpoint", metavar="CKPT", help="use this arbitrary-style checkpoint instead of the default")
@@ -157,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--precisions", default="fp32,fp16,int8", help="precisions to export (default fp32,fp16,int8)")
     d.add_argument("--num_runs", type=int, default=None, help="timed runs per artefact (default 10; quick 3)")
     d.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
+    d.add_argument("--tolerances", metavar="F.toml|F.json",
+                   help="parity tolerance overrides per model/format/precision (as for `parity`)")
+    d.add_argument("--shared-data", metavar="DIR", default=None,
+                   help="optional third-party data, laid out like ../shared/data: paintings in images/style "
+                        "(more styles) and Google's Magenta TFLite files in magenta/ (a side-by-side column "
+                        "of Google's own outputs); default ../shared/data beside the repository when "
+                        "present; 'none' runs without it")
     d.set_defaults(func=cmd_demo)
 
     import types

@@ -1,8 +1,12 @@
 """``styleport demo`` (``make demo``): the whole toolkit end to end, offline, on the embedded model.
 
-1. load the embedded default ``magenta-mobile`` model (styleport/assets, see MODEL_CARD.md);
+1. load the embedded default model (styleport/assets: Google's Magenta network, imported; see
+   MODEL_CARD.md) or a checkpoint given with ``--checkpoint``;
 2. stylise sample images (the project's procedural scene and scikit-image's own sample photos;
    ../shared/data paintings when that folder exists) with several styles at two strengths;
+   when Google's own TFLite files are in ../shared/data/magenta, run them on the same pairs for a
+   side-by-side column and the PSNR between the two (nothing is downloaded: without them the
+   report says there is no Google column);
 3. export ONNX, TFLite, CoreML and ExecuTorch at fp32, fp16 and int8 (int8 calibrated on the demo's
    images);
 4. run parity (against PyTorch) and latency for every artefact that can run here (CoreML through
@@ -23,14 +27,16 @@ from PIL import Image
 from styleport.errors import BadInput
 
 SHARED_STYLES = ("starry_night.jpg", "the_scream.jpg", "wave.jpg")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _say(msg: str) -> None:
     print(f"[demo] {msg}", file=sys.stderr, flush=True)
 
 
-def sample_sets(quick: bool, shared: Path | None = None) -> tuple[dict, dict]:
-    """(contents, styles): name -> PIL image. Procedural + scikit-image samples (+ shared paintings)."""
+def sample_sets(quick: bool, shared: Path | bool | None = None) -> tuple[dict, dict]:
+    """(contents, styles): name -> PIL image. Procedural + scikit-image samples (+ the paintings of
+    ``shared``/images/style; None = ../shared/data, False = none)."""
     import numpy as np
     import skimage.data
 
@@ -41,9 +47,9 @@ def sample_sets(quick: bool, shared: Path | None = None) -> tuple[dict, dict]:
         contents[name] = Image.fromarray(np.asarray(getattr(skimage.data, name)()))
     styles = {name: style_pattern(name, 384) for name in (("swirl", "waves") if quick else
                                                           ("swirl", "waves", "mosaic"))}
-    shared = shared if shared is not None else Path(__file__).resolve().parents[2] / "shared" / "data"
-    sdir = shared / "images" / "style"
-    if sdir.is_dir():
+    shared = SHARED_DATA if shared is None else shared
+    sdir = shared / "images" / "style" if shared else None
+    if sdir is not None and sdir.is_dir():
         from styleport.images import load_image
         for f in SHARED_STYLES[: 1 if quick else 3]:
             if (sdir / f).is_file():
@@ -51,17 +57,67 @@ def sample_sets(quick: bool, shared: Path | None = None) -> tuple[dict, dict]:
     return contents, styles
 
 
+def google_column(model, contents: dict, styles: dict, gallery: list, out: Path, magenta: Path | None,
+                  threads: int = 2) -> dict:
+    """Google's own pipeline on every gallery pair, saved beside our image (resized to its size), and
+    the PSNR between the two on the same 384x384 input. Fills ``google_file`` / ``google_psnr_db`` in
+    the gallery entries; returns the summary for the report."""
+    from styleport.images import pil_to_tensor
+    from styleport.magenta_reference import PREDICTOR, STYLE_SIZE, TRANSFER, GoogleMagenta, content_input, find
+    from styleport.runtime.metrics import compare
+    from styleport.stylize import stylize_torch
+
+    folder = find(magenta) if magenta else None
+    if folder is None:
+        where = magenta or "(--shared-data none)"
+        return {"present": False, "note": f"Google's files ({PREDICTOR}, {TRANSFER}) were not found in {where}, "
+                                          "so there is no Google column (the demo never downloads them)."}
+    gdir = out / "google"
+    gdir.mkdir(exist_ok=True)
+    psnr = {1.0: [], "all": []}
+    with GoogleMagenta(folder, threads=threads) as g:
+        for item in gallery:
+            c, s, k = content_input(contents[item["content"]]), styles[item["style"]], item["strength"]
+            theirs, ours = g(c, s, k), stylize_torch(model, c, s, k, STYLE_SIZE)
+            db = compare(pil_to_tensor(theirs).numpy(), pil_to_tensor(ours).numpy())["psnr_db"]
+            shown = Image.open(out / item["file"]).size
+            name = Path(item["file"]).name
+            theirs.resize(shown, Image.Resampling.BICUBIC).save(gdir / name)
+            item["google_file"] = f"google/{name}"
+            item["google_psnr_db"] = round(db, 2)
+            psnr["all"].append(db)
+            if k == 1.0:
+                psnr[1.0].append(db)
+    return {"present": True, "folder": str(folder), "files": [PREDICTOR, TRANSFER], "pairs": len(psnr["all"]),
+            "psnr_db_min": round(min(psnr["all"]), 2), "psnr_db_mean": round(sum(psnr["all"]) / len(psnr["all"]), 2),
+            "psnr_db_min_strength_1": round(min(psnr[1.0]), 2) if psnr[1.0] else None}
+
+
 def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
              formats=("onnx", "tflite", "coreml", "executorch"),
-             precisions=("fp32", "fp16", "int8"), num_runs: int | None = None, threads: int = 2) -> int:
+             precisions=("fp32", "fp16", "int8"), num_runs: int | None = None, threads: int = 2,
+             tolerances: str | None = None, shared: Path | bool | None = None) -> int:
+    """Returns the exit code: 0 every check passed (or was skipped with its reason), 1 a parity
+    check failed, 3 a runtime failed. ``shared``: a folder laid out like ../shared/data
+    (images/style paintings, magenta/ Google's files); None = ../shared/data beside the repository
+    when present; False = run without it."""
     from styleport.export.bundle import export_bundle
     from styleport.images import pil_to_tensor
     from styleport.reports.demo_report import write_demo_report
-    from styleport.runtime.harness import BenchOptions, Options, bench, bundle_parity, collect, exit_code
+    from styleport.runtime.bench import BenchOptions, bench
+    from styleport.runtime.checks import exit_code
+    from styleport.runtime.parity import bundle_parity
+    from styleport.runtime.targets import Options, collect
     from styleport.runtime.machine import machine_info
     from styleport.stylize import BundleStylizer, stylize_torch
 
     t_start = time.perf_counter()
+    rules = None
+    if tolerances:
+        from styleport.runtime.metrics import check_selectors, load_tolerances
+        rules = load_tolerances(tolerances)  # read first: a bad file fails before minutes of work
+        check_selectors(rules, {(m, f, p) for m in ("predictor", "transformer", "pipeline")
+                                for f in formats for p in precisions})
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -78,16 +134,17 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
         model_name = f"checkpoint {ckpt}"
     else:
         from styleport.models.checkpoint import save_checkpoint
-        from styleport.models.default import load_default
+        from styleport.models.default import describe, load_default
         model, doc = load_default()
         ckpt = save_checkpoint(model, doc["model"], out / "default-model", extra={"note": "embedded default"})
-        model_name = "embedded default (magenta-mobile, distilled; see styleport/assets/MODEL_CARD.md)"
+        model_name = f"embedded default: {describe(doc)} (styleport/assets/MODEL_CARD.md)"
     if getattr(model, "kind", "") != "arbitrary":
         raise BadInput("the demo needs an arbitrary-style checkpoint (magenta-mobile or ghiasi)")
     _say(f"model: {model_name}")
 
     # 2. stylise samples in PyTorch
-    contents, styles = sample_sets(quick)
+    shared = SHARED_DATA if shared is None else shared
+    contents, styles = sample_sets(quick, shared or False)
     sdir = out / "samples"
     for sub in ("content", "style"):
         (sdir / sub).mkdir(parents=True, exist_ok=True)
@@ -108,6 +165,12 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
         gallery.append({"content": c, "style": s, "strength": k, "file": f"stylized/{name}"})
     _say(f"stylised {len(gallery)} images ({len(contents)} contents x {len(styles)} styles x strengths "
           f"{', '.join(str(k) for k in strengths)}) -> {stdir}")
+    google = google_column(model, contents, styles, gallery, out, shared / "magenta" if shared else None, threads)
+    if google["present"]:
+        _say(f"Google's own TFLite files ({google['folder']}) on the same {google['pairs']} pairs: PSNR vs this "
+             f"model on identical 384x384 inputs min {google['psnr_db_min']:.1f} dB, mean {google['psnr_db_mean']:.1f} dB")
+    else:
+        _say(google["note"])
 
     # 3. export
     bundle = out / "bundle"
@@ -126,7 +189,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
              "style_image": pil_to_tensor(prepare(styles[first_s], style_size, crop=True)).numpy()}
     arts = collect([str(bundle)], str(ckpt))
     _say("parity against PyTorch for every artefact (CoreML via the coreml-mil reference interpreter on Linux)")
-    checks, pinfo = bundle_parity(arts, Options(threads=threads, given=given))
+    checks, pinfo = bundle_parity(arts, Options(threads=threads, given=given, rules=rules))
     # coreml-mil is a numpy reference interpreter: its timing says nothing about Core ML, so it is not
     # benchmarked (real Core ML is, on macOS).
     timed = ["onnxruntime", "litert", "coreml", "executorch", "torch"]
@@ -162,7 +225,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
             break
     all_checks = checks + bchecks
     code = exit_code(checks, results)
-    doc = {"schema": 1, "kind": "styleport-demo", "model": model_name, "quick": quick,
+    doc = {"schema": 1, "kind": "styleport-demo", "model": model_name, "quick": quick, "google": google,
            "elapsed_s": round(time.perf_counter() - t_start, 1), "export_s": round(export_s, 1),
            "machine": machine_info(), "tools": manifest["tools"], "manifest": manifest,
            "gallery": gallery, "compare": compare, "parity_reference": pinfo,
@@ -171,6 +234,12 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
     write_demo_report(out, doc, all_checks)
 
     # 5. summary
+    print(f"\nmodel: {model_name}")
+    if google["present"]:
+        print(f"Google's own TFLite files beside each image: PSNR of this model vs Google's on identical 384x384 "
+              f"inputs min {google['psnr_db_min']:.1f} dB, mean {google['psnr_db_mean']:.1f} dB ({google['pairs']} pairs)")
+    else:
+        print(google["note"])
     print(f"\n{'artefact':30} {'runtime':12} {'p50 ms':>8} {'MB':>6} {'PSNR dB':>8}  parity")
     lat = {f"{r['model']}/{r['format']}/{r['precision']}@{r['runtime']}": r for r in results}
     size_of = {(a["model"], a["format"], a["precision"]): a["bytes"] for a in manifest["artifacts"]}
@@ -187,4 +256,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
     print(f"\nparity: {n_pass} passed, {n_fail} failed, {len(checks) - n_pass - n_fail} skipped or errored; "
           f"demo took {doc['elapsed_s']:.0f} s")
     print(f"report: {out / 'report.html'}  (also report.json, junit.xml)")
-    return 0 if code in (0, 1) else code
+    if code == 1:
+        print("demo: parity FAILED for: " + ", ".join(c.name for c in checks if c.status == "fail"),
+              file=sys.stderr)
+    return code

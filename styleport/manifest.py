@@ -7,10 +7,17 @@ Shape of ``manifest.json`` (schema ``SCHEMA``)::
      "preprocessing": {...}, "tools": {"torch": V, ...},
      "artifacts": [{"model": "transformer"|"predictor", "format": "onnx"|"tflite"|"coreml"|"executorch",
                     "precision": "fp32"|"fp16"|"int8", "path": "onnx/transformer.fp32.onnx",
-                    "bytes": N, "sha256": HEX,
-                    "inputs":  [{"name", "shape", "dtype", "layout", "range"}],
-                    "outputs": [{"name", "shape", "dtype", "layout", "range"}],
+                    "bytes": N, "sha256": HEX, "io": "tensor"|"image",
+                    "inputs":  [{"name", "shape", "dtype", "layout", "range"[, "image"]}],
+                    "outputs": [{"name", "shape", "dtype", "layout", "range"[, "image"]}],
                     "details": {...}}]}
+
+``io`` (optional; absent means "tensor"): "image" when some inputs/outputs are platform images
+(CoreML ``ImageType``, ``export --coreml-io image``). Such an entry is an 8-bit picture: dtype
+"uint8", range [0, 255], shape/layout the program's view ([1,3,H,W] NCHW), and an ``image`` block:
+``{"color_layout": "RGB"|"BGR"|"GRAYSCALE", "scale": S, "bias": [B, B, B]}`` on inputs (the network
+sees ``pixel * S + B``) or ``{"color_layout": ..., "scale": S, "clip": [0, 255]}`` on outputs
+(``pixel = clip(network output * S)``).
 
 Shapes hold ints, or strings for free dimensions ("H", "W"). Paths are relative, use "/", never
 contain "..", and are checked to stay inside the bundle. Every failure is a ``BadInput`` naming
@@ -33,6 +40,8 @@ MODELS = ("transformer", "predictor")
 FORMATS = ("onnx", "tflite", "coreml", "executorch")
 PRECISIONS = ("fp32", "fp16", "int8")
 LAYOUTS = ("NCHW", "NHWC", "any")
+IO_KINDS = ("tensor", "image")
+COLOR_LAYOUTS = ("RGB", "BGR", "GRAYSCALE")
 
 
 def sha256_path(path: str | os.PathLike) -> str:
@@ -92,6 +101,28 @@ def _check_io(entries, where):
         if rng is not None and not (isinstance(rng, list) and len(rng) == 2 and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)):
             raise BadInput(f"{w}.range: must be [low, high] or null")
+        if "image" in e:
+            _check_image(e, w)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_image(e: dict, w: str) -> None:
+    img = e["image"]
+    if not isinstance(img, dict):
+        raise BadInput(f"{w}.image: must be an object")
+    if img.get("color_layout") not in COLOR_LAYOUTS:
+        raise BadInput(f"{w}.image.color_layout: {img.get('color_layout')!r} not in {COLOR_LAYOUTS}")
+    if not _number(img.get("scale")):
+        raise BadInput(f"{w}.image.scale: must be a number")
+    for key in ("bias", "clip"):
+        if key in img and not (isinstance(img[key], list) and img[key] and all(_number(v) for v in img[key])):
+            raise BadInput(f"{w}.image.{key}: must be a list of numbers")
+    if e.get("dtype") != "uint8" or e.get("range") != [0, 255]:
+        raise BadInput(f"{w}: an image entry holds 8-bit pixels (dtype uint8, range [0, 255]), got "
+                       f"{e.get('dtype')!r} {e.get('range')!r}")
 
 
 def validate(doc: object, where: str = MANIFEST) -> dict:
@@ -122,6 +153,8 @@ def validate(doc: object, where: str = MANIFEST) -> dict:
         sha = a.get("sha256")
         if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise BadInput(f"{w}.sha256: must be 64 lowercase hex digits")
+        if a.get("io", "tensor") not in IO_KINDS:
+            raise BadInput(f"{w}.io: {a.get('io')!r} not in {IO_KINDS}")
         _check_io(a.get("inputs"), f"{w}.inputs")
         _check_io(a.get("outputs"), f"{w}.outputs")
         key = (a["model"], a["format"], a["precision"], a.get("variant", ""))

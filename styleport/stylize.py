@@ -1,12 +1,18 @@
 """``styleport stylize``: one content image, one style, any size, in PyTorch or an exported bundle.
 
-Content of any size keeps its aspect ratio: PyTorch (and free-H/W artefacts) run at the content's
-own size (long side capped by ``max_size``, reflect-padded to a multiple of 4 and cropped back);
-fixed-size artefacts get the content stretched to their input size and the output resized back to
-the content's size. Style images: short side to the style size, centre crop (as the manifest says).
+Content of any size keeps its aspect ratio, and the output has the content's size: PyTorch (and
+free-H/W artefacts) run at the content's own size (long side capped by ``max_size``; a side under
+``MIN_SIDE`` px scaled up to it, since the first 9x9 reflection-padded conv needs more than 4 px;
+reflect-padded to a multiple of 4 and cropped back); fixed-size artefacts get the content stretched
+to their input size. Whenever the network ran at another size, its output is resized back to the
+content's size. Style images: short side to the style size, centre crop (as the manifest says).
+(``styleport stylize`` scales photos over ``--max-size`` down while reading them, so its output
+has the scaled size; see cli.py.)
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -17,11 +23,25 @@ from styleport.errors import BadInput
 from styleport.images import pil_to_tensor, prepare, tensor_to_pil
 
 
+MIN_SIDE = 8  # smallest side the transformers take: 9x9 reflect pad needs > 4 px, then a multiple of 4
+
+
+def working_size(size: tuple[int, int], max_size: int | None = None, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    """The size a network runs at for content of ``size``: long side capped by ``max_size`` (None or 0:
+    no cap), then a short side under ``min_side`` scaled up to it (aspect kept in both steps)."""
+    w, h = size
+    if max_size and max(w, h) > max_size:
+        s = max_size / max(w, h)
+        w, h = max(1, round(w * s)), max(1, round(h * s))
+    if min(w, h) < min_side:
+        s = min_side / min(w, h)
+        w, h = max(min_side, math.ceil(w * s)), max(min_side, math.ceil(h * s))
+    return w, h
+
+
 def _fit(img: Image.Image, max_size: int | None) -> Image.Image:
-    if max_size and max(img.size) > max_size:
-        s = max_size / max(img.size)
-        img = img.resize((max(4, round(img.width * s)), max(4, round(img.height * s))), Image.Resampling.BICUBIC)
-    return img
+    size = working_size(img.size, max_size)
+    return img if size == img.size else img.resize(size, Image.Resampling.BICUBIC)
 
 
 def _pad4(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -107,6 +127,10 @@ class BundleStylizer:
         if self.kind == "arbitrary" and self.predictor is None:
             raise BadInput(f"bundle {bundle} has no {precision} predictor for runtime {self.runtime}")
         self.style_size = int(self.doc["export"].get("style_size", 256))
+        shape, layout = self.transformer["inputs"][0]["shape"], self.transformer["inputs"][0]["layout"]
+        fixed = all(isinstance(d, int) for d in shape)
+        hw = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+        self.input_size = (hw[1], hw[0]) if fixed else None  # (width, height) of a fixed-size transformer
         self._runners = {}
         self.threads = threads
 
@@ -138,11 +162,8 @@ class BundleStylizer:
                  style_index=None, style_weights=None, max_size: int | None = 1024) -> Image.Image:
         if not 0.0 <= strength <= 1.0:
             raise BadInput(f"--strength must lie in [0, 1], got {strength}")
-        shape = self.transformer["inputs"][0]["shape"]
-        layout = self.transformer["inputs"][0]["layout"]
-        fixed = all(isinstance(d, int) for d in shape)
-        if fixed:
-            h, w = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+        if self.input_size is not None:
+            w, h = self.input_size
             work = content.resize((w, h), Image.Resampling.BICUBIC)
             x = pil_to_tensor(work)
             crop = (h, w)

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from styleport.reports import html, markdown, schema
-from styleport.runtime.tiny import opset9_onnx, tiny_bundle
+from tiny import opset9_onnx, tiny_bundle
 
 from conftest import run_cli
 

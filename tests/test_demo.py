@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 import pytest
 
 from conftest import run_cli
+from styleport.magenta_reference import find
 from styleport.models.default import available
 
 
@@ -59,3 +60,50 @@ def test_demo_quick_report_has_every_section(tmp_path):
     assert len(doc["gallery"]) >= 4 and {g["strength"] for g in doc["gallery"]} == {1.0, 0.5}
     junit = (out / "junit.xml").read_text()
     assert "<testsuite" in junit and "transformer/onnx/fp32" in junit
+    # which model ran, in the summary and the report: Google's network, imported
+    assert "model: embedded default: Magenta" in p.stdout and "Apache-2.0" in p.stdout
+    assert "Magenta" in doc["model"] and "Magenta" in "".join(parser.text)
+    # Google's own files beside each stylised image when ../shared/data/magenta is there
+    if find() is not None:
+        assert doc["google"]["present"] and doc["google"]["pairs"] == len(doc["gallery"])
+        for g in doc["gallery"]:
+            assert g["google_file"] in parser.imgs and (out / g["google_file"]).is_file()
+            assert g["google_psnr_db"] >= 30.0, g  # the same network on identical inputs
+        assert "Google's own TFLite files" in p.stdout
+    else:
+        assert not doc["google"]["present"] and "no Google column" in "".join(parser.text)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not available(), reason="no embedded default model in this checkout")
+def test_demo_without_shared_data_and_a_failing_check(tmp_path):
+    """make demo on a fresh clone without ../shared: offline, works, and the report says why there is
+    no Google column (one format and precision, to keep it short). A tolerance the run cannot meet
+    makes it exit 1, like every other verb, with the report still written; a mistyped selector is
+    exit 2 before any work."""
+    strict = tmp_path / "strict.toml"
+    strict.write_text('["transformer/onnx/fp32"]\npsnr_db = 300\n')   # above the 200 dB cap: always fails
+    out = tmp_path / "demo-out"
+    p = run_cli("demo", "--out", out, "--quick", "--formats", "onnx", "--precisions", "fp32", "--num_runs", "1",
+                "--shared-data", "none", "--tolerances", strict, timeout=900)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "parity FAILED for: transformer/onnx/fp32@onnxruntime" in p.stderr
+    assert "no Google column" in p.stdout and "model: embedded default: Magenta" in p.stdout
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["exit_code"] == 1 and (out / "report.html").is_file()
+    statuses = {c["name"]: c["status"] for c in doc["checks"]}
+    assert statuses["transformer/onnx/fp32@onnxruntime"] == "fail"
+    assert statuses["predictor/onnx/fp32@onnxruntime"] == "pass"
+    assert doc["google"]["present"] is False and not (out / "google").exists()
+    assert not any("google_file" in g for g in doc["gallery"])
+    assert {g["style"] for g in doc["gallery"]} == {"swirl", "waves"}  # no shared paintings either
+    parser = _Collect()
+    parser.feed((out / "report.html").read_text())
+    assert "google" in parser.ids and "no Google column" in "".join(parser.text)
+    p = run_cli("demo", "--out", tmp_path / "x", "--shared-data", tmp_path / "missing")
+    assert p.returncode == 2 and "no such folder" in p.stderr and "Traceback" not in p.stderr
+    typo = tmp_path / "typo.toml"
+    typo.write_text('["transformr/onnx/fp32"]\nmax_abs = 0.0\n')
+    p = run_cli("demo", "--out", tmp_path / "d2", "--quick", "--tolerances", typo)
+    assert p.returncode == 2 and "[transformr/onnx/fp32] matches no artefact" in p.stderr, p.stderr
+    assert not (tmp_path / "d2").exists()

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from conftest import SHARED, assert_one_line_error, run_cli
+from fast_neural_style_net import reference as _reference
 from styleport.cli import main
 from styleport.models.checkpoint import load_checkpoint
 from styleport.models.presets import count_params
@@ -20,88 +20,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-# --- an independent reference: pytorch/examples fast_neural_style/neural_style/transformer_net.py --------
-# (widths as parameters so reduced-width variants can be made; outputs raw 0..255 values)
-
-class ConvLayer(nn.Module):
-    def __init__(self, cin, cout, kernel_size, stride):
-        super().__init__()
-        self.reflection_pad = nn.ReflectionPad2d(kernel_size // 2)
-        self.conv2d = nn.Conv2d(cin, cout, kernel_size, stride)
-
-    def forward(self, x):
-        return self.conv2d(self.reflection_pad(x))
-
-
-class ResidualBlock(nn.Module):
-    def __init__(self, channels):
-        super().__init__()
-        self.conv1 = ConvLayer(channels, channels, kernel_size=3, stride=1)
-        self.in1 = nn.InstanceNorm2d(channels, affine=True)
-        self.conv2 = ConvLayer(channels, channels, kernel_size=3, stride=1)
-        self.in2 = nn.InstanceNorm2d(channels, affine=True)
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        residual = x
-        out = self.relu(self.in1(self.conv1(x)))
-        out = self.in2(self.conv2(out))
-        return out + residual
-
-
-class UpsampleConvLayer(nn.Module):
-    def __init__(self, cin, cout, kernel_size, stride, upsample=None):
-        super().__init__()
-        self.upsample = upsample
-        self.reflection_pad = nn.ReflectionPad2d(kernel_size // 2)
-        self.conv2d = nn.Conv2d(cin, cout, kernel_size, stride)
-
-    def forward(self, x):
-        if self.upsample:
-            x = nn.functional.interpolate(x, mode="nearest", scale_factor=self.upsample)
-        return self.conv2d(self.reflection_pad(x))
-
-
-class TransformerNet(nn.Module):
-    def __init__(self, c=(32, 64, 128)):
-        super().__init__()
-        self.conv1 = ConvLayer(3, c[0], kernel_size=9, stride=1)
-        self.in1 = nn.InstanceNorm2d(c[0], affine=True)
-        self.conv2 = ConvLayer(c[0], c[1], kernel_size=3, stride=2)
-        self.in2 = nn.InstanceNorm2d(c[1], affine=True)
-        self.conv3 = ConvLayer(c[1], c[2], kernel_size=3, stride=2)
-        self.in3 = nn.InstanceNorm2d(c[2], affine=True)
-        self.res1, self.res2, self.res3, self.res4, self.res5 = (ResidualBlock(c[2]) for _ in range(5))
-        self.deconv1 = UpsampleConvLayer(c[2], c[1], kernel_size=3, stride=1, upsample=2)
-        self.in4 = nn.InstanceNorm2d(c[1], affine=True)
-        self.deconv2 = UpsampleConvLayer(c[1], c[0], kernel_size=3, stride=1, upsample=2)
-        self.in5 = nn.InstanceNorm2d(c[0], affine=True)
-        self.deconv3 = ConvLayer(c[0], 3, kernel_size=9, stride=1)
-        self.relu = nn.ReLU()
-
-    def forward(self, x):
-        y = self.relu(self.in1(self.conv1(x)))
-        y = self.relu(self.in2(self.conv2(y)))
-        y = self.relu(self.in3(self.conv3(y)))
-        for r in (self.res1, self.res2, self.res3, self.res4, self.res5):
-            y = r(y)
-        y = self.relu(self.in4(self.deconv1(y)))
-        y = self.relu(self.in5(self.deconv2(y)))
-        return self.deconv3(y)
-
-
-def _reference(channels, seed=0):
-    torch.manual_seed(seed)
-    net = TransformerNet(channels)
-    with torch.no_grad():  # non-trivial instance-norm affines, like a trained network
-        for name, p in net.named_parameters():
-            if ".weight" in name and p.dim() == 1:
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            elif p.dim() == 1:
-                p.copy_(0.3 * torch.randn_like(p))
-    return net.eval()
 
 
 @pytest.mark.parametrize("channels,legacy", [((32, 64, 128), False), ((16, 32, 64), True)])
@@ -155,9 +73,14 @@ def test_fast_neural_style_bad_files(tmp_path):
 
 # --- Magenta TFLite (optional third-party data) ---------------------------------------------------------
 
-def _psnr(a, b, peak=1.0):
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)
+def _psnr(ref, cand):
+    from styleport.metrics import psnr_db
+    return psnr_db(ref, cand)
+
+
+def _snr(ref, cand):
+    from styleport.metrics import snr_db
+    return snr_db(ref, cand)
 
 
 def _tflite(path):
@@ -205,14 +128,16 @@ def test_magenta_tflite_import_matches_google(tmp_path, magenta_dir, capsys):
             c = load_tensor(cp, 384, crop=True)
             b_google = run_pred(style_image=_nhwc(s))
             b_ours = model.predictor(s)
-            b_psnr = _psnr(_nhwc(b_ours), b_google, peak=float(b_google.max() - b_google.min()))
+            b_snr = _snr(b_google, _nhwc(b_ours))
             out_google = run_f16(content_image=_nhwc(c), **{"mobilenet_conv/Conv/BiasAdd": _nhwc(b_ours)})
             out_ours = _nhwc(model.transformer(c, b_ours))
-            o_psnr = _psnr(out_ours, out_google)
-            report.append((sp.name, cp.name, round(b_psnr, 1), round(o_psnr, 1)))
+            o_psnr = _psnr(out_google, out_ours)
+            report.append((sp.name, cp.name, round(b_snr, 1), round(o_psnr, 1)))
     print(json.dumps(report))
-    for name, _, b_psnr, o_psnr in report:
-        assert b_psnr >= 40.0, (name, report)
+    for name, _, b_snr, o_psnr in report:
+        # SNR of the 100-d bottleneck (styleport.metrics): Google's predictor runs int8 activations, our
+        # import runs its weights in float, so 36-39 dB on the five paintings (import_fidelity.json)
+        assert b_snr >= 33.0, (name, report)
         assert o_psnr >= 40.0, (name, report)
 
 

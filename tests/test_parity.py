@@ -8,7 +8,7 @@ import pytest
 
 from styleport.errors import BadInput
 from styleport.runtime import metrics as M
-from styleport.runtime.tiny import nan_onnx, opset9_onnx, tiny_bundle
+from tiny import nan_onnx, opset9_onnx, tiny_bundle
 
 from conftest import assert_one_line_error, run_cli
 
@@ -103,6 +103,15 @@ def test_tolerance_failure_exit1_and_junit_failure(bundle, tmp_path):
     assert "psnr_db" in failed[0].find("failure").get("message")
 
 
+@pytest.mark.parametrize("selector", ["transformr/onnx/fp32", "transformer/onx", "*/*/int8", "pipeline/coreml"])
+def test_a_selector_that_matches_nothing_is_exit_2(bundle, tmp_path, selector):
+    tol = tmp_path / "typo.toml"
+    tol.write_text(f'["{selector}"]\nmax_abs = 0.0\n')
+    proc = run_cli("parity", bundle, "--tolerances", tol, "--runtimes", "onnxruntime", "--threads", "1")
+    assert_one_line_error(proc, 2, f"[{selector}] matches no artefact")
+    assert "models: pipeline, predictor, transformer; formats: onnx; precisions: fp16, fp32" in proc.stderr
+
+
 def test_moved_checkpoint(bundle, tmp_path):
     import shutil
     b = tmp_path / "b"
@@ -114,6 +123,16 @@ def test_moved_checkpoint(bundle, tmp_path):
     proc = run_cli("parity", b, "--runtimes", "onnxruntime", "--threads", "1", "--json", tmp_path / "p.json")
     assert proc.returncode == 0, proc.stderr
     assert "not found" in proc.stderr and "fp32 artefacts as reference" in proc.stderr
+    doc = json.loads((tmp_path / "p.json").read_text())
+    # ... and are never reported as passing against themselves (nor is their own pipeline)
+    names = [c["name"] for c in doc["checks"]]
+    assert "transformer/onnx/fp32@onnxruntime" not in names and "predictor/onnx/fp32@onnxruntime" not in names
+    assert "pipeline/onnx/fp32@onnxruntime" not in names
+    assert "transformer/onnx/fp16@onnxruntime" in names
+    assert all(c["reference"].startswith("onnxruntime:") for c in doc["checks"])
+    assert sorted(doc["reference_artifacts"]) == ["onnxruntime:b/onnx/predictor.fp32.onnx",
+                                                  "onnxruntime:b/onnx/transformer.fp32.onnx"]
+    assert "reference (not checked)" in proc.stderr
     proc = run_cli("parity", b, "--checkpoint", bundle.parent / "ckpt", "--runtimes", "onnxruntime",
                    "--json", tmp_path / "q.json")
     assert proc.returncode == 0, proc.stderr

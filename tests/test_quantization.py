@@ -65,8 +65,9 @@ def test_every_variant_is_written_and_smaller(bundle):
     from styleport.manifest import load
     load(root)  # sizes and hashes verify, variant keys unique
     for net in ("predictor", "transformer"):
-        onnx_variants = ("dynamic", "a16w8") if net == "predictor" else ("static", "a16w8")
-        for fmt, variants in (("onnx", onnx_variants), ("tflite", ("full", "int16x8")),
+        onnx_variants = ("dynamic", "static", "a16w8") if net == "predictor" else ("dynamic", "a16w8")
+        tflite_variants = ("dynamic", "int16x8") if net == "predictor" else ("full", "int16x8")  # plain: full-integer
+        for fmt, variants in (("onnx", onnx_variants), ("tflite", tflite_variants),
                               ("coreml", ("palettize8", "palettize6", "palettize4"))):
             fp32 = _art(man, net, fmt, "fp32")["bytes"]
             fp16 = _art(man, net, fmt, "fp16")["bytes"]
@@ -81,7 +82,9 @@ def test_every_variant_is_written_and_smaller(bundle):
     p32 = _art(man, "predictor", "onnx", "fp32")["bytes"]
     assert _art(man, "predictor", "onnx", "int8", "dynamic")["bytes"] < 0.4 * p32  # depthwise stay float
     assert _art(man, "predictor", "onnx", "int8")["bytes"] < 0.4 * p32  # QDQ scales weigh more at width 0.25
-    assert _art(man, "predictor", "tflite", "int8")["bytes"] < 0.35 * _art(man, "predictor", "tflite", "fp32")["bytes"]
+    t32 = _art(man, "predictor", "tflite", "fp32")["bytes"]
+    assert _art(man, "predictor", "tflite", "int8", "dynamic")["bytes"] < 0.35 * t32
+    assert _art(man, "predictor", "tflite", "int8")["bytes"] < 0.4 * t32  # full-integer: int32 biases, activation scales
     pal = [_art(man, "predictor", "coreml", "int8", f"palettize{b}")["bytes"] for b in (8, 6, 4)]
     assert pal[0] > pal[1] > pal[2]
 
@@ -101,16 +104,22 @@ def test_quality_report_psnr_and_ops(bundle):
         assert r["psnr_db"] >= floor, (key, r["psnr_db"])
         assert 0.0 <= r["ssim"] <= 1.0
     # op kinds counted from the graphs
-    assert "ConvInteger" in rows[("transformer", "onnx", "int8", None)]["ops_quantized"]
-    assert "Conv (QDQ)" in rows[("predictor", "onnx", "int8", None)]["ops_quantized"]  # static when calibrated
-    st = rows[("transformer", "onnx", "int8", "static")]
-    assert "Conv (QDQ)" in st["ops_quantized"] and "InstanceNormalization" in st["ops_float"]
+    assert "ConvInteger" in rows[("transformer", "onnx", "int8", "dynamic")]["ops_quantized"]
+    assert "Conv (QDQ)" in rows[("predictor", "onnx", "int8", None)]["ops_quantized"]  # qlinear when calibrated
+    assert _art(man, "predictor", "onnx", "int8")["details"]["int8_kind"] == "qlinear"
+    plain = rows[("transformer", "onnx", "int8", None)]  # qlinear when calibrated
+    assert "Conv (QDQ)" in plain["ops_quantized"] and "Pad (int8)" in plain["ops_quantized"]
+    assert "InstanceNormalization" in plain["ops_float"]
+    assert _art(man, "transformer", "onnx", "int8")["details"]["int8_kind"] == "qlinear"
+    st = rows[("predictor", "onnx", "int8", None)]
+    assert "Clip" not in st["ops_float"]
+    assert "Conv (QDQ)" in rows[("predictor", "onnx", "int8", "static")]["ops_quantized"]
     full = rows[("transformer", "tflite", "int8", "full")]
     assert "CONV_2D" in full["ops_quantized"] and "RSQRT" in full["ops_quantized"]
     assert "RSQRT" in rows[("transformer", "tflite", "int8", None)]["ops_float"]
     assert "constexpr_lut_to_dense" in rows[("transformer", "coreml", "int8", "palettize4")]["ops_quantized"]
     assert "constexpr_affine_dequantize" in rows[("transformer", "coreml", "int8", None)]["ops_quantized"]
-    a = _art(man, "transformer", "onnx", "int8", "static")
+    a = _art(man, "transformer", "onnx", "int8")
     assert a["details"]["calibration"]["content_count"] == 4 and a["details"]["quality"]["psnr_db"] > 30
 
 
@@ -188,12 +197,15 @@ def test_synthetic_never_silent(tmp_path, capsys):
                      inputs=inputs, outputs=outputs, network="transformer", model=model,
                      calibration={"content": None, "style": None, "count": None, "synthetic": False})
     assert "variants" not in d and d["calibration"] is None and "skipped" in d["static_variants"]
+    assert d["int8_kind"] == "dynamic"  # no calibration set: the plain int8 needs none
     assert "calib-synthetic" in capsys.readouterr().err
     d = make_variant("onnx", "int8", tmp_path / "t.onnx", tmp_path / "s.int8.onnx", module=module, sample=sample,
                      inputs=inputs, outputs=outputs, network="transformer", model=model,
                      calibration={"synthetic": True, "count": 4})
-    assert [v["variant"] for v in d["variants"]] == ["static", "a16w8"]
-    assert "synthetic" in d["variants"][0]["details"]["calibration"]["content"]
+    assert [v["variant"] for v in d["variants"]] == ["dynamic", "a16w8"]
+    assert d["int8_kind"] == "qlinear" and d["calibration"]["content_count"] == 4
+    assert "synthetic" in d["calibration"]["content"] and d["variants"][0]["details"]["calibration"] is None
+    assert "synthetic" in d["variants"][1]["details"]["calibration"]["content"]  # a16w8
 
 
 def test_target_psnr_search(tmp_path):

@@ -1,36 +1,130 @@
 """Reproduce the embedded default model (styleport/assets/) and the figures in its MODEL_CARD.md.
 
-    .venv/bin/python tools/default_model.py data WORK          # training folders: content/ and style/
-    .venv/bin/styleport import --from magenta-tflite --predictor ../shared/data/magenta/style_predict_quantized_256.tflite \
-        --transfer ../shared/data/magenta/style_transfer_f16_384.tflite --out WORK/teacher
-    .venv/bin/styleport train --preset magenta-mobile --teacher WORK/teacher --content WORK/content \
-        --style WORK/style --steps N --image-size 128 --batch-size 8 --lr 2e-3 --seed 0 --out WORK/student \
-        --log-json WORK/train.jsonl
-    .venv/bin/python tools/default_model.py pack WORK/student          # writes styleport/assets/default_model.*
-    .venv/bin/python tools/default_model.py metrics WORK/teacher      # the card's table (JSON on stdout)
+The default is Google's Magenta arbitrary-style network (TFLite release, Apache-2.0), imported with
+styleport's own importer and packed without loss. Packing needs Google's two files, which are not
+part of this repository (../shared/data/magenta, or --magenta DIR); see styleport/assets/NOTICE.
 
-Training data: scikit-image's own sample photos (astronaut, chelsea, coffee, motorcycle_left) and four
-procedural scenes as content; the five public-domain paintings of ../shared/data/images/style, the
-four procedural patterns and five scikit-image textures (brick, grass, gravel, ihc, color) as styles.
-The rocket photo is held out for evaluation.
+    .venv/bin/python tools/default_model.py build [--magenta DIR]     # import + pack -> styleport/assets/
+    .venv/bin/python tools/default_model.py fidelity [--magenta DIR] [--images DIR] [--json F]
+
+``build`` runs ``styleport import --from magenta-tflite --predictor P --transfer T --out WORK/google``
+and packs that checkpoint (styleport/models/default.py: exact int8 / fp16 / fp32 per tensor), then
+checks the pack against the checkpoint. ``fidelity`` runs ``styleport stylize`` with the embedded
+default on every photo x painting pair of ../shared/data/images (content stretched to 384x384 and
+saved as PNG first, the size Google's transfer file takes) and compares each output with Google's
+own pipeline in LiteRT (styleport/magenta_reference.py): PSNR (styleport.runtime.metrics.compare),
+per pair, min and mean.
+
+Making your own student instead (not the default): ``data WORK`` writes training folders
+(scikit-image sample photos and procedural scenes as content; the shared paintings, procedural
+patterns and scikit-image textures as styles) for ``styleport train --teacher`` (MODEL_CARD.md).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
+SOURCE = {
+    "name": "Magenta arbitrary image stylization (TFLite release)",
+    "author": "Google (Magenta)",
+    "license": "Apache-2.0",
+    "paper": "Ghiasi, Lee, Kudlur, Dumoulin, Shlens: Exploring the structure of a real-time, arbitrary "
+             "neural artistic stylization network, BMVC 2017",
+    "code": "https://github.com/magenta/magenta/tree/main/magenta/models/arbitrary_image_stylization",
+    "release": "https://www.tensorflow.org/lite/examples/style_transfer/overview",
+}
 
-def data(work: Path) -> None:
+
+def _magenta(folder: str | None) -> Path:
+    from styleport.magenta_reference import PREDICTOR, TRANSFER, find
+    d = find(folder)
+    if d is None:
+        sys.exit(f"Google's files {PREDICTOR} and {TRANSFER} not found in {folder or SHARED / 'magenta'} "
+                 "(pass --magenta DIR)")
+    return d
+
+
+def build(args) -> None:
+    from styleport.cli import main as styleport
+    from styleport.magenta_reference import PREDICTOR, TRANSFER
+    from styleport.models.checkpoint import load_checkpoint
+    from styleport.models.default import load_default, pack_checkpoint
+
+    d = _magenta(args.magenta)
+    with tempfile.TemporaryDirectory() as work:
+        ck = Path(work) / "google"
+        cmd = ["import", "--from", "magenta-tflite", "--predictor", str(d / PREDICTOR),
+               "--transfer", str(d / TRANSFER), "--out", str(ck)]
+        with contextlib.redirect_stdout(sys.stderr):
+            code = styleport(cmd)
+        if code != 0:
+            sys.exit("styleport import failed")
+        shown = ["styleport", *cmd[:4], PREDICTOR, cmd[5], TRANSFER, cmd[7], "CKPT"]
+        info = pack_checkpoint(ck, card_info={"source": SOURCE, "import_command": " ".join(shown)})
+        # the pack against the checkpoint, on the same input: the storage must be lossless
+        import torch
+
+        from styleport.runtime.metrics import compare
+        ref, _ = load_checkpoint(ck)
+        packed, _ = load_default()
+        g = torch.Generator().manual_seed(0)
+        x, s = torch.rand(1, 3, 256, 256, generator=g), torch.rand(1, 3, 256, 256, generator=g)
+        with torch.no_grad():
+            m = compare(ref(x, s).numpy(), packed(x, s).numpy())
+        info["round_trip_on_noise"] = {"psnr_db": m["psnr_db"], "max_abs": m["max_abs"]}
+    print(json.dumps(info, indent=2))
+
+
+def fidelity(args) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from styleport.cli import main as styleport
+    from styleport.images import list_images, load_image, pil_to_tensor
+    from styleport.magenta_reference import CONTENT_SIZE, GoogleMagenta
+    from styleport.runtime.metrics import compare
+
+    images = Path(args.images) if args.images else SHARED / "images"
+    photos, paintings = list_images(images / "content"), list_images(images / "style")
+    rows = []
+    with GoogleMagenta(_magenta(args.magenta)) as google, tempfile.TemporaryDirectory() as tmp:
+        for cp in photos:
+            content = Path(tmp) / f"{cp.stem}.png"
+            load_image(cp).resize((CONTENT_SIZE, CONTENT_SIZE), Image.Resampling.BICUBIC).save(content)
+            for sp in paintings:
+                out = Path(tmp) / "out.png"
+                with contextlib.redirect_stdout(sys.stderr):
+                    code = styleport(["stylize", "--content", str(content), "--style", str(sp), "-o", str(out)])
+                if code != 0:
+                    sys.exit(f"styleport stylize failed on {cp.name} x {sp.name}")
+                theirs = google(load_image(content), load_image(sp))
+                m = compare(pil_to_tensor(theirs).numpy(), pil_to_tensor(load_image(out)).numpy())
+                rows.append({"content": cp.name, "style": sp.name, "psnr_db": round(m["psnr_db"], 2),
+                             "ssim": round(m["ssim"], 4), "max_abs": round(m["max_abs"], 4)})
+    psnr = [r["psnr_db"] for r in rows]
+    doc = {"pairs": len(rows), "psnr_db_min": min(psnr), "psnr_db_mean": round(float(np.mean(psnr)), 2),
+           "ssim_min": min(r["ssim"] for r in rows), "rows": rows}
+    text = json.dumps(doc, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+
+
+def data(args) -> None:
     import skimage
 
     from styleport.samples import STYLES, content_scene, style_pattern
+    work = Path(args.work)
     sk = Path(skimage.__file__).parent / "data"
     (work / "content").mkdir(parents=True, exist_ok=True)
     (work / "style").mkdir(parents=True, exist_ok=True)
@@ -39,10 +133,9 @@ def data(work: Path) -> None:
     for i in range(4):
         content_scene(384, seed=i).save(work / "content" / f"scene{i}.png")
     paintings = SHARED / "images" / "style"
-    if not paintings.is_dir():
-        sys.exit(f"{paintings} is missing: the default model's style set uses those paintings")
-    for f in sorted(paintings.iterdir()):
-        shutil.copy(f, work / "style" / f.name)
+    if paintings.is_dir():
+        for f in sorted(paintings.iterdir()):
+            shutil.copy(f, work / "style" / f.name)
     for s in STYLES:
         style_pattern(s, 384).save(work / "style" / f"{s}.png")
     for n in ("brick.png", "grass.png", "gravel.png", "ihc.png", "color.png"):
@@ -50,93 +143,20 @@ def data(work: Path) -> None:
     print(f"wrote {work}/content and {work}/style")
 
 
-def pack(student: str) -> None:
-    from styleport.models.default import pack_checkpoint
-    print(json.dumps(pack_checkpoint(student), indent=2))
-
-
-def _hist_distance(a, b, bins: int = 16) -> float:
-    """Chi-square distance between normalised 3-D RGB histograms (0 = same colour distribution)."""
-    import numpy as np
-    ha, _ = np.histogramdd(a.reshape(-1, 3), bins=bins, range=[(0, 1)] * 3)
-    hb, _ = np.histogramdd(b.reshape(-1, 3), bins=bins, range=[(0, 1)] * 3)
-    ha, hb = ha / ha.sum(), hb / hb.sum()
-    return float(0.5 * ((ha - hb) ** 2 / (ha + hb + 1e-12)).sum())
-
-
-def metrics(teacher: str | None) -> None:
-    import numpy as np
-    import torch
-
-    from styleport.demo import sample_sets
-    from styleport.images import pil_to_tensor, prepare
-    from styleport.models.default import load_default
-    from styleport.models.losses import gram
-    from styleport.models.vgg import build_vgg
-    from styleport.stylize import stylize_torch
-
-    model, doc = load_default()
-    ref = None
-    if teacher:
-        from styleport.models.checkpoint import load_checkpoint
-        ref, _ = load_checkpoint(teacher)
-    vgg = build_vgg("random", announce=False)
-    layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-    contents, styles = sample_sets(quick=False)
-    if (SHARED / "images" / "content" / "rocket.jpg").is_file():
-        from styleport.images import load_image
-        contents["rocket (held out)"] = load_image(SHARED / "images" / "content" / "rocket.jpg")
-
-    def style_loss(x, s):
-        with torch.no_grad():
-            fx, fs = vgg(x), vgg(s)
-        return float(sum(torch.nn.functional.mse_loss(gram(fx[k]), gram(fs[k])) for k in layers))
-
-    rows = []
-    for cn, c in contents.items():
-        c = c.resize((256, 256))
-        ct = pil_to_tensor(c)
-        for sn, s in styles.items():
-            st = pil_to_tensor(prepare(s, 256, crop=True))
-            out = stylize_torch(model, c, s, 1.0, 256)
-            ot = pil_to_tensor(out)
-            row = {"content": cn, "style": sn,
-                   "style_loss_output": style_loss(ot, st), "style_loss_content": style_loss(ct, st),
-                   "hist_dist_output": _hist_distance(ot[0].permute(1, 2, 0).numpy(), st[0].permute(1, 2, 0).numpy()),
-                   "hist_dist_content": _hist_distance(ct[0].permute(1, 2, 0).numpy(), st[0].permute(1, 2, 0).numpy())}
-            if ref is not None:
-                tt = pil_to_tensor(stylize_torch(ref, c, s, 1.0, 256))
-                mse = float((tt - ot).square().mean())
-                row["psnr_vs_teacher_db"] = 10 * np.log10(1 / max(mse, 1e-12))
-                row["style_loss_teacher"] = style_loss(tt, st)
-                row["hist_dist_teacher"] = _hist_distance(tt[0].permute(1, 2, 0).numpy(), st[0].permute(1, 2, 0).numpy())
-            rows.append(row)
-    summary = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k not in ("content", "style")}
-    doc = {"rows": rows, "median": summary, "loss_net": vgg.source}
-    print(json.dumps(doc, indent=2))
-    print(markdown_table(doc), file=sys.stderr)
-
-
-def markdown_table(doc) -> str:
-    cols = [("content", "{}"), ("style", "{}"), ("style_loss_content", "{:.2e}"), ("style_loss_output", "{:.2e}"),
-            ("style_loss_teacher", "{:.2e}"), ("hist_dist_content", "{:.3f}"), ("hist_dist_output", "{:.3f}"),
-            ("hist_dist_teacher", "{:.3f}"), ("psnr_vs_teacher_db", "{:.1f}")]
-    cols = [c for c in cols if c[0] in doc["rows"][0]]
-    head = ["content", "style", "style loss: content", "output", "teacher", "colour dist.: content", "output",
-            "teacher", "PSNR vs teacher dB"][:len(cols)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(cols)]
-    for r in doc["rows"] + [dict(doc["median"], content="**median**", style="")]:
-        lines.append("| " + " | ".join(f.format(r[k]) if k in r else "" for k, f in cols) + " |")
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
-    cmd, *rest = sys.argv[1:] or ["help"]
-    if cmd == "data":
-        data(Path(rest[0]))
-    elif cmd == "pack":
-        pack(rest[0])
-    elif cmd == "metrics":
-        metrics(rest[0] if rest else None)
-    else:
-        print(__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="import Google's files and pack them into styleport/assets/")
+    b.add_argument("--magenta", metavar="DIR", help="folder with Google's files (default ../shared/data/magenta)")
+    b.set_defaults(func=build)
+    f = sub.add_parser("fidelity", help="default model (styleport stylize) vs Google's TFLite pipeline")
+    f.add_argument("--magenta", metavar="DIR")
+    f.add_argument("--images", metavar="DIR", help="folder with content/ and style/ (default ../shared/data/images)")
+    f.add_argument("--json", metavar="F", help="also write the result here")
+    f.set_defaults(func=fidelity)
+    d = sub.add_parser("data", help="training folders for a distilled student of your own")
+    d.add_argument("work")
+    d.set_defaults(func=data)
+    a = ap.parse_args()
+    a.func(a)

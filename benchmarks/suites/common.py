@@ -177,3 +177,28 @@ def op_hist(path) -> dict:
     from styleport.export.inspect import inspect_file
     info = inspect_file(path)
     return {"ops": info["op_histogram"], "transpose": info["transpose_count"], "bytes": info["file_bytes"]}
+
+
+class TFL:
+    """A TFLite model fed by shape: the 100-element input is the bottleneck, the other the image."""
+
+    def __init__(self, path, threads):
+        import numpy as np
+        from ai_edge_litert.interpreter import Interpreter
+        self.np = np
+        self.path = Path(path)
+        self.it = Interpreter(model_path=str(path), num_threads=threads)
+        self.it.allocate_tensors()
+        self.ins = self.it.get_input_details()
+        self.out = self.it.get_output_details()[0]["index"]
+
+    def set(self, image=None, bottleneck=None):
+        np = self.np
+        for d in self.ins:
+            a = bottleneck if int(np.prod(d["shape"])) == 100 else image
+            self.it.set_tensor(d["index"], np.ascontiguousarray(a.reshape(d["shape"]), dtype=np.float32))
+
+    def __call__(self, image=None, bottleneck=None):
+        self.set(image, bottleneck)
+        self.it.invoke()
+        return self.it.get_tensor(self.out).copy()

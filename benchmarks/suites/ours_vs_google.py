@@ -4,8 +4,8 @@ then both sets run in one process, interleaved, at 384² content / 256² style.
 
     .venv/bin/python benchmarks/suites/ours_vs_google.py [--threads 2] [--runs 10] [--warmup 2]
 
-Latency ratio (ours / theirs, paired per round), size ratio, output PSNR (peak 1.0, outputs clipped
-to [0,1]) on the real photo/painting pairs in ../shared/data/images, op histograms and Transpose
+Latency ratio (ours / theirs, paired per round), size ratio, output PSNR (styleport.metrics: peak 1.0,
+outputs as produced) on the real photo/painting pairs in ../shared/data/images, op histograms and Transpose
 counts. Transfer networks are all fed the same bottleneck (Google's int8 predictor on the painting),
 so the PSNRs isolate the transfer network. Goals: ours <= 1.0x their latency, 0 transposes, our
 int8 closer to f16 than theirs (Google int8 vs Google f16: 27.9 dB measured earlier).
@@ -22,29 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from suites.common import IMAGES, MAGENTA, interleave, loadavg, op_hist, paired_ratio, stats, write  # noqa: E402
-
-
-class TFL:
-    """A TFLite model fed by shape: the 100-element input is the bottleneck, the other the image."""
-
-    def __init__(self, path, threads):
-        from ai_edge_litert.interpreter import Interpreter
-        self.path = Path(path)
-        self.it = Interpreter(model_path=str(path), num_threads=threads)
-        self.it.allocate_tensors()
-        self.ins = self.it.get_input_details()
-        self.out = self.it.get_output_details()[0]["index"]
-
-    def set(self, image=None, bottleneck=None):
-        for d in self.ins:
-            a = bottleneck if int(np.prod(d["shape"])) == 100 else image
-            self.it.set_tensor(d["index"], np.ascontiguousarray(a.reshape(d["shape"]), dtype=np.float32))
-
-    def __call__(self, image=None, bottleneck=None):
-        self.set(image, bottleneck)
-        self.it.invoke()
-        return self.it.get_tensor(self.out).copy()
+from suites.common import IMAGES, MAGENTA, TFL, interleave, loadavg, op_hist, paired_ratio, stats, write  # noqa: E402
 
 
 def load_rgb(path, size, crop):
@@ -59,9 +37,8 @@ def load_rgb(path, size, crop):
 
 
 def psnr(a, b):
-    a, b = np.clip(a, 0, 1).astype(np.float64), np.clip(b, 0, 1).astype(np.float64)
-    mse = float(np.mean((a - b) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+    from styleport.metrics import psnr_db
+    return psnr_db(np.asarray(b, np.float64), np.asarray(a, np.float64))
 
 
 def main(argv=None) -> int:
@@ -149,10 +126,7 @@ def main(argv=None) -> int:
     write("ours_vs_google", {"suite": "ours_vs_google", "threads": th, "runs": args.runs, "warmup": args.warmup,
                              "size": args.size, "loadavg": [la0, loadavg()], "pairs": pairs, "latency": lat,
                              "latency_ratios": ratios, "size_ratios": {k: round(v, 3) for k, v in sizes.items()},
-                             "quality_psnr_db": quality, "files": files,
-                             "reference_earlier": {"google predict int8 ms": 22, "google transfer int8 ms": 323,
-                                                   "google transfer f16 ms": 302,
-                                                   "google int8 vs f16 dB": 27.9}})
+                             "quality_psnr_db": quality, "files": files})
     return 0
 
 

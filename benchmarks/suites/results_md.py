@@ -37,11 +37,15 @@ def _top(ops: dict, n=7) -> str:
 def machine_section(doc) -> list[str]:
     m = doc["machine"]
     t = m.get("tools", {})
+    c = m.get("cpu_info") or {}
     keep = ("python", "torch", "onnx", "onnxruntime", "onnxsim", "litert-torch", "ai-edge-litert",
             "ai-edge-quantizer", "coremltools", "executorch", "torchao", "numpy")
-    return [f"- CPU: {m['cpu']} ({m['arch']}), {m['cores']} cores usable {m['cores_usable']}, "
-            f"{m.get('mem_total_gb', '?')} GB RAM, {m['os']}",
-            "- " + ", ".join(f"{k} {t.get(k)}" for k in keep if t.get(k))]
+    cpu = f"- CPU: {m['cpu']} ({m['arch']})"
+    if c.get("vendor"):
+        cpu += (f", {c['vendor']} family {c.get('family')} model {c.get('model')} stepping {c.get('stepping')}, "
+                f"nominal {c.get('mhz')} MHz, flags {' '.join(c.get('flags') or []) or '-'}")
+    cpu += f"; {m['cores']} cores ({m['cores_usable']} usable), {m.get('mem_total_gb', '?')} GB RAM, {m['os']}"
+    return [cpu, "- " + ", ".join(f"{k} {t.get(k)}" for k in keep if t.get(k))]
 
 
 def suite1(doc, title) -> list[str]:
@@ -141,7 +145,7 @@ def suite2(doc) -> list[str]:
     L += ["", "| ratio (ours / theirs) | latency, paired median (min-max) | size |", "|---|---|---|"]
     for k, v in doc["latency_ratios"].items():
         L.append(f"| {k} | {_r(v)} | {doc['size_ratios'].get(k, '-') if k in doc['size_ratios'] else '-'} |")
-    L += ["", "Output PSNR (dB, peak 1.0, clipped to [0,1]), transfer networks fed the same bottleneck "
+    L += ["", "Output PSNR (dB, styleport.metrics: peak 1.0, outputs as produced), transfer networks fed the same bottleneck "
           "(Google's int8 predictor), pairs: " + "; ".join(doc["pairs"]) + ":", "",
           "| comparison | mean | worst |", "|---|---|---|"]
     for k, v in q.items():
@@ -153,10 +157,6 @@ def suite2(doc) -> list[str]:
     for k in ("google/transfer_int8", "google/transfer_f16", "ours/transfer_int8", "ours/transfer_fp16",
               "google/predict_int8", "ours/predict_int8"):
         L.append(f"| {k} | {_top(f[k]['ops'], 10)} |")
-    ref = doc["reference_earlier"]
-    L += ["", f"Reference figures measured earlier on this machine (DESIGN.md): Google predict int8 "
-          f"{ref['google predict int8 ms']} ms, transfer int8 {ref['google transfer int8 ms']} ms, f16 "
-          f"{ref['google transfer f16 ms']} ms, int8 vs f16 {ref['google int8 vs f16 dB']} dB.", ""]
     return L
 
 
@@ -229,18 +229,38 @@ def suite5(doc) -> list[str]:
     return L
 
 
+def suite_import(doc) -> list[str]:
+    if doc.get("skipped"):
+        return ["## Import fidelity", "", f"Skipped: {doc['skipped']}", ""]
+    b, t, p = doc["bottleneck_snr_db"], doc["transfer_psnr_db"], doc["pipeline_psnr_db"]
+    return ["## Import fidelity (`styleport import --from magenta-tflite`)", "",
+            f"Our PyTorch import of {' + '.join(doc['files'])} against Google's own files in LiteRT, "
+            f"{doc['styles']} paintings x {doc['contents']} photos ({doc['pairs']} pairs), content "
+            f"{doc['size']}², style {doc['style_size']}²; metrics: {doc['metrics']}.", "",
+            "| comparison | min | mean | max |", "|---|---|---|---|",
+            f"| bottleneck SNR dB (ours vs Google's int8 predictor; cosine >= {doc['bottleneck_cosine']['min']}) | "
+            f"{b['min']} | {b['mean']} | {b['max']} |",
+            f"| transfer output PSNR dB (same bottleneck, ours fp32 vs Google's f16 file) | {t['min']} | {t['mean']} | "
+            f"{t['max']} |",
+            f"| whole pipeline PSNR dB (ours end to end vs Google's predictor + transfer) | {p['min']} | {p['mean']} | "
+            f"{p['max']} |", ""]
+
+
 def render(folder: Path) -> str:
     docs = {n: _load(folder, n) for n in ("exported_vs_eager", "exported_vs_eager_large", "ours_vs_google",
-                                          "roofline", "toolkit_cost", "scaling")}
+                                          "roofline", "toolkit_cost", "scaling", "import_fidelity")}
     run = _load(folder, "run") or {}
     any_doc = next((d for d in docs.values() if d and "machine" in d), None)
+    loads = [v["loadavg_start"][0] for v in run.values() if v.get("loadavg_start")]
     L = ["# Benchmark results", "",
-         "Written by `benchmarks/run.py` (`make bench`) from `benchmarks/results/*.json`; rerun to refresh. "
-         "**The machine was shared while these ran** (a training job and the test suite on the same 2 cores: "
-         "1-minute load average 3.5-5 on 2 cores, noted beside every result): absolute latencies are pessimistic "
-         "and noisy; ratios are measured with both sides interleaved in one process, which cancels slow drift "
-         "but not burst contention. Every figure: median of >= 10 runs after warmup, min-max beside it "
-         "(the export matrix, minutes long, is the exception: its repeat count is stated).", ""]
+         "Written entirely by `benchmarks/run.py` (`make bench`) from `benchmarks/results/*.json`: every figure "
+         "and every sentence that quotes one is computed from those files; rerun to refresh. Every latency is a "
+         "median of >= 10 timed runs after warmup with min-max beside it (the export matrix, minutes long, "
+         "states its repeat count); every ratio is taken between sides timed in one process, interleaved run "
+         "by run, which cancels slow drift but not burst contention. The machine may be shared: the 1-minute "
+         "load average is recorded beside each result"
+         + (f" (at the start of each suite of this run: {min(loads):.1f}-{max(loads):.1f} on "
+            f"{(any_doc or {}).get('machine', {}).get('cores_usable', '?')} cores)." if loads and any_doc else "."), ""]
     if any_doc:
         L += ["## Machine", ""] + machine_section(any_doc) + [""]
     if run:
@@ -262,70 +282,6 @@ def render(folder: Path) -> str:
         L += suite4(docs["toolkit_cost"], folder)
     if docs["scaling"]:
         L += suite5(docs["scaling"])
-    L += [ANALYSIS.strip(), ""]
+    if docs["import_fidelity"]:
+        L += suite_import(docs["import_fidelity"])
     return "\n".join(L) + "\n"
-
-
-# Hand-written reading of the run of 2026-11-27 (the tables above are regenerated by every run; this
-# text is not: check it against them after a rerun).
-ANALYSIS = """
-## Reading (suite 1 rerun at 04:24-04:36 on the quiet box, load 0.3-1.5; suites 2-5 from the earlier run at load 3.4-4.6)
-
-**1. Exported vs eager** (256², 384², 512², 1024², 1 and 2 threads). The <= 0.7x goal is met from 512²
-up (ORT fp32 0.34-0.66x, LiteRT 0.38-0.65x, except magenta-mobile LiteRT at 512² 1 thread, 0.90x)
-and missed at 256² and 384² (ORT 0.62-1.00x, LiteRT 0.59-1.12x): at small sizes the exported graphs
-spend a fixed share in memory-bound ops (16 reflection pads: ONNX Pad plus 26 Slice/Unsqueeze for the
-CIN gamma/beta, TFLite 90 SLICE ops; 13-15 instance norms as MEAN/SUB/MUL chains in TFLite), while
-torch's oneDNN convs are already efficient; magenta-mobile (0.25 width, cheap convs) is hit hardest.
-At 1024² the full-width johnson, dumoulin and ghiasi transformers could not be run: LiteRT refuses to
-prepare their dynamic-range int8 9x9 conv ("Conv im2col elements (2,717,908,992) exceed the 32-bit
-integer limit"); the suite records them as skipped (`skipped` in the JSON). magenta-mobile ran at
-1024² (ORT fp32 0.47x eager at 1 thread).
-**int8**: LiteRT dynamic-range int8 meets the goal everywhere (0.38-0.59x fp32). ORT int8 misses it
-everywhere (1.05-2.00x fp32, i.e. *slower*, worse at larger sizes): styleport's plain ONNX int8 is dynamic quantization, which
-adds a DynamicQuantizeLinear + Cast + 2 Mul (scale) per conv (histogram: 143 -> 218 nodes on
-magenta-mobile) and runs ConvInteger, which in ORT's CPU EP is an im2col + integer GEMM without the
-NCHWc fused-conv path the float Conv gets; the per-conv activation quantization costs more than the
-int8 GEMM saves at these channel counts. ORT fp16 is never faster (0.9-1.13x): CPU EP has no fp16 conv
-kernels here, so the fp16 file mostly saves size. TFLite fp16 = fp32 speed (weights are dequantized
-to fp32 at load by XNNPACK).
-
-**2. Ours vs Google (same weights, 384², 2 threads).** Transfer network: ours int8 0.27x Google's
-int8 latency and ours fp16 0.48x Google's f16, 0 TRANSPOSE ops in every file (theirs: 0 too), ours 0.82x
-/ 0.94x their size. Our int8 is much closer to f16 than theirs: 39.3 dB mean (worst 36.1) vs Google's
-f16, where Google's own int8 scores 27.9 dB (worst 25.0) - the 27.9 dB reference reproduced exactly.
-Ours fp16 vs Google f16: 133 dB (same numbers; the imported weights are f16-exact). Goals met for the
-transfer network. Today's absolute Google figures (int8 ~117 ms, f16 ~140 ms, predictor ~2.7 ms) are
-lower than the earlier reference (323 / 302 / 22 ms); the reference run was presumably made with
-different interpreter settings or a busier box - only same-run ratios are compared here.
-**Predictor: goal missed.** Our int8 predictor is 14x slower than Google's (40 ms vs 2.7 ms) and our fp16
-1.9x: Google's predictor is fully integer (W8A8, quantized activations, XNNPACK's qs8 kernels), ours is
-dynamic-range (int8 weights, float activations), which for MobileNetV2's depthwise convs falls outside
-XNNPACK's fast path. Output quality is the same (bottleneck cosine 1.0000). The predictor runs once per
-style, so this matters far less than the transfer network, but the full-int8 (static) predictor variant
-(benchmarks/quantization.md: 4 ms) is the one to make the default when a calibration set is given.
-
-**3. Roofline.** magenta-mobile at 384²: ORT fp32 reaches 60-68% of the measured GEMM rate, torch eager
-48% at 1 thread (3% at 2 threads under the contention above): goal (>= 40%) met by ORT. johnson shows
->100% (ORT ~140% of torch.mm): the "peak" here is a floor - torch.mm/numpy 2048² under load reach
-only ~100-125 GFLOP/s per core while ORT's MLAS conv kernels (AVX-512, NCHWc) sustain more on the wide
-128-channel residual convs. A fairer peak would be MLAS's own SGEMM; not measured in this run.
-
-**4. Toolkit cost.** The full export matrix (2 networks x 3 formats x 3 precisions, CoreML palettisation
-variants included, no calibration) took 83 s once (repeats 1 in the default run; `--full` makes 3).
-Harness overhead: within the 2% goal on a quiet machine (+0.20% ORT, +0.67% LiteRT, same
-session/interpreter for both loops); see the table above for this run's figures.
-
-**5. Scaling (1 thread, fresh process per cell).** ONNX Runtime grows close to linearly: 333 ms/MP fit,
-R² 0.9996, ms/MP drifting from 292 at 256² to 330 at 1024² (+13%, cache effects). torch eager grows
-super-linearly: 446 ms/MP at 256² to 742 at 1024² (+66%), so ORT's advantage widens with size (0.65x at
-256² to 0.44x at 1024²). Peak RSS grows ~350-360 MB per megapixel in both (activations), on top of
-~350 MB of imports: ~720 MB at 1024². The scaling suite runs at 1 thread because the 2-thread torch
-figures on this busy box measure contention, not the network (see 1).
-
-What others should know: (a) any benchmark that interleaves torch with ORT sessions must disable ORT
-spin-waiting (`session.intra_op.allow_spinning=0`), or torch eager is measured up to 15x slow; (b) the
-2-thread torch numbers on a busy 2-core box are not representative of torch; (c) ORT dynamic int8 is
-not a speed option on x86 CPUs for these nets (size only); (d) export_cost.py crashed on CoreML variant
-artefacts (KeyError 'seconds') - fixed.
-"""

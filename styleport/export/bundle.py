@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from styleport import __version__
 from styleport.errors import BadInput, ConversionError, StyleportError
+from styleport.export.coreml_export import io_kind
 from styleport.export.formats import CheckSkipped, ExportOptions, artefact_path, exporter
 from styleport.export.wrappers import LAYOUT, export_module, io_spec, networks
 from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha256_path, size_path, validate
@@ -102,9 +103,12 @@ class _Job:
     opts: ExportOptions
 
     @classmethod
-    def make(cls, model, net, fmt, prec, size, style_size, dynamic, opset, extra) -> "_Job":
+    def make(cls, model, net, fmt, prec, size, style_size, dynamic, opset, extra, coreml_io="tensor") -> "_Job":
         dyn = bool(dynamic and exporter(fmt).DYNAMIC and net == "transformer")
         inputs, outputs, sample = io_spec(model, net, fmt, size, style_size, dyn)
+        if fmt == "coreml":
+            from styleport.export.coreml_export import image_io
+            inputs, outputs = image_io(inputs, outputs, coreml_io)
         return cls(fmt, net, export_module(model, net, fmt), inputs, outputs, sample,
                    ExportOptions(precision=prec, network=net, dynamic=dyn, opset=opset, extra=dict(extra or {})))
 
@@ -112,8 +116,13 @@ class _Job:
         opts = self.opts if precision is None else replace(self.opts, precision=precision)
         return exporter(self.fmt).export(self.module, self.sample, self.inputs, self.outputs, path, opts)
 
-    def fp32_base(self, tmp: Path, fp32_paths: dict) -> Path:
-        """The fp32 artefact quantizers start from; exported unlisted (under _work) when fp32 was not asked for."""
+    def fp32_base(self, tmp: Path, fp32_paths: dict, rescaled: bool = False) -> Path:
+        """The fp32 artefact quantizers start from; exported unlisted (under _work) when fp32 was not
+        asked for. A module rescaled for fp16 (export/fp16safe.py) gets its own, never shared."""
+        if rescaled:
+            base = tmp / "_work" / artefact_path(self.fmt, self.net, "fp32-fp16safe")
+            self.export(base, "fp32")
+            return base
         key = (self.net, self.fmt)
         if key not in fp32_paths:
             base = tmp / "_work" / artefact_path(self.fmt, self.net, "fp32")
@@ -124,9 +133,13 @@ class _Job:
 
 def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisions=("fp32",), size=384,
                   style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None,
-                  export_options: dict | None = None) -> dict:
+                  export_options: dict | None = None, fp16_rescale=True, coreml_io="tensor", credits=None) -> dict:
     """Write the bundle. ``export_options`` goes unchanged to every format's exporter
-    (``ExportOptions.extra``): format-specific switches live there, not in this signature."""
+    (``ExportOptions.extra``): format-specific switches live there, not in this signature.
+    ``coreml_io``: "tensor" or "image" (coreml_export.image_io); ``credits``: {"author", "license"}
+    overrides for the files' metadata (export/metadata.py); ``fp16_rescale``: the fp16-safe rescale of
+    convs feeding instance norms (export/fp16safe.py) for fp16 artefacts."""
+    from styleport.export.coreml_export import IO_KINDS
     from styleport.quantization import make_variant
 
     out = Path(out)
@@ -136,6 +149,8 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         size = (size, size)
     if any(s < 16 or s % 4 for s in size) or style_size < 16:
         raise BadInput(f"--size must be >= 16 and a multiple of 4 (the network downsamples by 4), got {size}")
+    if coreml_io not in IO_KINDS:
+        raise BadInput(f"--coreml-io must be one of {', '.join(IO_KINDS)}, got {coreml_io!r}")
     if model.kind == "arbitrary" and style_size < 64:
         raise BadInput(f"--style-size must be >= 64 for the style predictor, got {style_size}")
     parent = out.parent if str(out.parent) else Path(".")
@@ -159,6 +174,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         raise BadInput(f"cannot write in {parent}: {e.strerror or e}") from None
 
     nets = networks(model)
+    ckpt_sha = sha256_file(ckpt / WEIGHTS)
     jobs = [(n, f, p) for n in nets for f in formats for p in precisions]
     artifacts = []
     t_start = time.perf_counter()
@@ -169,10 +185,16 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         for net, fmt, prec in bar:
             current = (net, fmt, prec)
             bar.set_postfix_str(f"{net} {fmt} {prec}")
-            job = _Job.make(model, net, fmt, prec, size, style_size, dynamic, opset, export_options)
+            job = _Job.make(model, net, fmt, prec, size, style_size, dynamic, opset, export_options, coreml_io)
             rel = artefact_path(fmt, net, prec)
             path = tmp / rel
             t0 = time.perf_counter()
+            # fp16-safe export (issue #16): rescale convs feeding instance norms; fp16 artefacts only
+            safe = None
+            if prec == "fp16" and fp16_rescale:
+                from styleport.export.fp16safe import make_fp16_safe
+                safe = make_fp16_safe(job.module, job.sample, job.inputs)
+            rescaled = bool(safe and safe["applied"])
             if prec in exporter(fmt).NATIVE:
                 details = job.export(path)
                 if prec == "fp32":
@@ -180,21 +202,30 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
                     fp32_paths[(net, fmt)] = path
             else:
                 # quantizers start from the fp32 artefact (made unlisted if needed) or from the module
-                base = job.fp32_base(tmp, fp32_paths) if exporter(fmt).BASE == "file" else fp32_paths.get((net, fmt))
+                if exporter(fmt).BASE == "file":
+                    base = job.fp32_base(tmp, fp32_paths, rescaled)
+                else:
+                    base = None if rescaled else fp32_paths.get((net, fmt))
                 details = make_variant(fmt, prec, base, path, module=job.module, sample=job.sample,
                                        inputs=job.inputs, outputs=job.outputs, network=net, model=model,
                                        calibration=calibration, options=job.opts)
             details["seconds"] = round(time.perf_counter() - t0, 2)
+            if safe is not None:
+                details["fp16_rescale"] = safe
             # extra artefacts of one precision (quantization variants), keyed by "variant"
             extra = details.pop("variants", [])
-            artifacts.append({"model": net, "format": fmt, "precision": prec, "path": rel,
-                              "bytes": size_path(path), "sha256": sha256_path(path),
-                              "inputs": job.inputs, "outputs": job.outputs, "details": details})
+            io = io_kind(job.inputs, job.outputs)
+            entry = {"model": net, "format": fmt, "precision": prec, "path": rel, "io": io,
+                     "inputs": job.inputs, "outputs": job.outputs}
+            details["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
+            artifacts.append({**entry, "bytes": size_path(path), "sha256": sha256_path(path), "details": details})
             for v in extra:
                 vrel = Path(v["path"]).relative_to(tmp).as_posix()
-                artifacts.append({"model": net, "format": fmt, "precision": prec, "variant": v["variant"],
-                                  "path": vrel, "bytes": size_path(v["path"]), "sha256": sha256_path(v["path"]),
-                                  "inputs": job.inputs, "outputs": job.outputs, "details": v["details"]})
+                entry = {"model": net, "format": fmt, "precision": prec, "variant": v["variant"], "path": vrel,
+                         "io": io, "inputs": job.inputs, "outputs": job.outputs}
+                v["details"]["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
+                artifacts.append({**entry, "bytes": size_path(v["path"]), "sha256": sha256_path(v["path"]),
+                                  "details": v["details"]})
         if any(p != "fp32" for p in precisions):
             from styleport.quantization.report import write_quality_report
             write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
@@ -208,10 +239,10 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
             "schema": SCHEMA, "kind": KIND, "created_by": f"styleport {__version__}",
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "source": {"checkpoint": ckpt.name, "checkpoint_path": str(ckpt.resolve()),
-                       "sha256": sha256_file(ckpt / WEIGHTS), "preset": doc["model"]["preset"],
+                       "sha256": ckpt_sha, "preset": doc["model"]["preset"],
                        "config": doc["model"], "styles": doc.get("styles")},
             "preprocessing": preprocessing(model, size, style_size, dynamic),
-            "export": {"size": list(size), "style_size": style_size, "dynamic": bool(dynamic),
+            "export": {"size": list(size), "style_size": style_size, "dynamic": bool(dynamic), "coreml_io": coreml_io,
                        "formats": list(formats), "precisions": list(precisions),
                        "seconds": round(time.perf_counter() - t_start, 1)},
             "tools": tool_versions(),
@@ -270,6 +301,13 @@ def _target_psnr(model, tmp, fp32_paths, size, style_size, calibration, target, 
             "path": rel, "bytes": size_path(tmp / rel), "sha256": sha256_path(tmp / rel), "inputs": job.inputs,
             "outputs": job.outputs, "details": {"target_psnr_db": target, "report": "sensitivity.json",
                                                 **{k: res[k] for k in ("float_layers", "psnr_db") if k in res}}}
+
+
+def _stamp(tmp: Path, doc: dict, ckpt_sha: str, entry: dict, style_size: int, credits) -> dict:
+    """Write the file's own metadata (name, description, version, author, licence, I/O texts)."""
+    from styleport.export.metadata import describe, stamp
+    meta = describe(doc, ckpt_sha, entry, style_size, credits)
+    return stamp(entry["format"], tmp / entry["path"], meta, entry["inputs"], entry["outputs"])
 
 
 def preprocessing(model, size, style_size, dynamic) -> dict:

@@ -26,21 +26,35 @@ def add_parsers(sub, common) -> None:
                    help="free H and W for ONNX and CoreML (TFLite and ExecuTorch stay fixed)")
     p.add_argument("--opset", type=int, default=None,
                    help="ONNX opset (default 20, dynamo exporter; 17 uses the TorchScript exporter)")
+    p.add_argument("--coreml-io", choices=("tensor", "image"), default="tensor",
+                   help="CoreML I/O: 'tensor' (default: MLMultiArray float32 NCHW in [0,1]) or 'image' (content and "
+                        "style inputs are RGB images, the stylised output is an image: CVPixelBuffer in and out)")
+    p.add_argument("--author", default=None, help="author written into each file's metadata (default: from the "
+                                                  "checkpoint or its import)")
+    p.add_argument("--license", default=None, help="licence written into each file's metadata (default: from the "
+                                                   "checkpoint or its import, e.g. Apache-2.0 for Google's weights)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
-    p.add_argument("--calib-content", metavar="DIR", help="content images for int8 calibration")
+    p.add_argument("--calib-content", metavar="DIR",
+                   help="content images for int8 calibration (with a calibration set the transformer's ONNX "
+                        "int8 is 'qlinear', which runs on ONNX Runtime's integer kernels)")
     p.add_argument("--calib-style", metavar="DIR", help="style images for int8 calibration")
     p.add_argument("--calib-count", type=int, default=None, help="calibration images per set")
     p.add_argument("--calib-synthetic", action="store_true",
                    help="calibrate int8 on the project's procedural images (only when asked)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default=None,
-                   help="ONNX static int8 calibration method (default minmax)")
+                   help="ONNX calibrated int8 (qlinear, static, a16w8) calibration method (default minmax)")
     p.add_argument("--eval-content", metavar="DIR", help="held-out content images for the quality report")
     p.add_argument("--eval-style", metavar="DIR", help="held-out style images for the quality report")
     p.add_argument("--no-variants", action="store_true",
-                   help="write only the plain artefact of each precision (no static/a16w8/palettize variants)")
+                   help="write only the plain artefact of each precision (no dynamic/qlinear/a16w8/full/palettize "
+                        "variants)")
     p.add_argument("--target-psnr", type=float, default=None, metavar="DB",
                    help="ONNX static int8: keep the fewest layers in float that reach DB on held-out images "
                         "(adds variant 'target' and sensitivity.json with the size/latency-vs-PSNR curve)")
+    p.add_argument("--no-fp16-rescale", action="store_true",
+                   help="fp16 artefacts: do not scale down the convs that feed instance norms (by default "
+                        "they are, with eps to match, so fp16 devices keep clear of the 65504 range; fp32 "
+                        "numbers are unchanged; the scales go in the manifest details)")
     p.add_argument("--json", metavar="FILE", help="also write the manifest here")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_export)
@@ -49,7 +63,7 @@ def add_parsers(sub, common) -> None:
                        description="Inspect .onnx, .tflite, .mlpackage, .mlmodel or .pte files (ours or anyone's).")
     i.add_argument("files", nargs="+", metavar="FILE")
     i.add_argument("--json", action="store_true", help="print JSON (keys: inputs, outputs, op_histogram, "
-                                                       "params, file_bytes, transpose_count, ...)")
+                                                       "params, file_bytes, transpose_count, metadata, ...)")
     i.set_defaults(func=cmd_inspect)
 
 
@@ -79,17 +93,20 @@ def cmd_export(args) -> int:
         calibration["target_psnr"] = args.target_psnr
     manifest = export_bundle(args.checkpoint, args.out, formats, precisions, size=size, style_size=args.style_size,
                              dynamic=args.dynamic, force=args.force, opset=args.opset,
-                             progress=not args.no_progress, calibration=calibration)
+                             progress=not args.no_progress, calibration=calibration,
+                             fp16_rescale=not args.no_fp16_rescale, coreml_io=args.coreml_io,
+                             credits={"author": args.author, "license": args.license})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(manifest, f, indent=2)
     print(f"wrote {args.out}/ in {manifest['export']['seconds']} s")
-    print(f"{'model':12} {'format':10} {'precision':9} {'variant':11} {'bytes':>11}  check")
+    print(f"{'model':12} {'format':10} {'precision':9} {'variant':11} {'io':6} {'bytes':>11}  check")
     for a in manifest["artifacts"]:
         chk = a["details"].get("check") or {}
         c = f"max|d| {chk['max_abs_vs_torch']:.2e} ({chk['runtime']})" if chk.get("max_abs_vs_torch") is not None \
             else (chk.get("reason") or "")
-        print(f"{a['model']:12} {a['format']:10} {a['precision']:9} {a.get('variant', ''):11} {a['bytes']:>11,}  {c}")
+        print(f"{a['model']:12} {a['format']:10} {a['precision']:9} {a.get('variant', ''):11} {a.get('io', 'tensor'):6} "
+              f"{a['bytes']:>11,}  {c}")
     return 0
 
 
@@ -106,7 +123,20 @@ def cmd_inspect(args) -> int:
               f"{info['transpose_count']} Transpose)")
         for kind in ("inputs", "outputs"):
             for t in info[kind]:
-                print(f"  {kind[:-1]:6} {t['name']:40} {t['shape']} {t['dtype']}")
+                extra = ""
+                if t.get("image"):
+                    im = t["image"]
+                    extra = f" {im['color_space']}"
+                    pre = im.get("preprocessing") or {}
+                    if "scale" in pre:
+                        extra += f", x {pre['scale']:g} + " + ", ".join(f"{k} {v:g}" for k, v in pre["bias"].items())
+                    elif pre:
+                        extra += f", minus a mean image ({pre['mean_image_values']} values)"
+                print(f"  {kind[:-1]:6} {t['name']:40} {t['shape']} {t['dtype']}{extra}")
+        md = info.get("metadata")
+        if md:
+            print(f"  metadata: {md.get('name') or md.get('description')} | version {md.get('version')} | "
+                  f"author {md.get('author')} | license {md.get('license')}")
         print("  weights: " + ", ".join(f"{k} {v:,}" for k, v in info["weight_dtypes"].items()))
         if info.get("delegation"):
             d = info["delegation"]

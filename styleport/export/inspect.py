@@ -5,7 +5,9 @@ spec, not compiled), .pte (ExecuTorch program, read with styleport.pte: methods,
 non-delegated ops, XNNPACK node kinds). Reports I/O, op histogram, parameter count, weight dtypes, file size and the
 number of Transpose ops. Parameters are the elements of constant weight tensors: ONNX initializers
 and Constant nodes with more than one element; TFLite constant (buffer-backed) tensors of float or
-quantized integer type, except shape/axis operands; CoreML ``const`` ops with more than one element;
+quantized integer type, except shape/axis operands; CoreML ``const`` ops with more than one element
+(ML programs) or the values of every layer's weight fields (neuralNetwork models). CoreML image
+features are described with their color space, size and (inputs) preprocessing scale and biases.
 ExecuTorch constant tensors (XNNPACK delegate constants and portable kernels' constants).
 """
 
@@ -42,6 +44,7 @@ def inspect_file(path: str | os.PathLike) -> dict:
         raise BadInput(f"model file is empty: {path}")
     info = {"onnx": _onnx, "tflite": _tflite, "coreml": _coreml, "executorch": _executorch}[fmt](path)
     info.update(path=str(path), format=fmt, file_bytes=size_path(path))
+    info["metadata"] = _metadata(path, fmt)
     if "transpose_count" not in info:
         info["transpose_count"] = sum(n for op, n in info["op_histogram"].items() if op.lower() == "transpose")
     info["op_count"] = sum(info["op_histogram"].values())
@@ -147,6 +150,22 @@ def _tflite(path: Path) -> dict:
             "signatures": {k: v for k, v in sigs.items()}}
 
 
+def _metadata(path: Path, fmt: str) -> dict | None:
+    """The file's own metadata (CoreML description, TFLite TFLITE_METADATA), or None."""
+    try:
+        if fmt == "coreml":
+            from styleport.export.coreml_export import read_metadata
+            with quiet_torch_export():
+                md = read_metadata(path)
+            return md if any(md.get(k) for k in ("author", "license", "description", "version")) else None
+        if fmt == "tflite":
+            from styleport.export.tflite_metadata import read
+            return read(path)
+    except Exception:  # noqa: BLE001 - metadata is informative; a file without readable metadata is still a model
+        return None
+    return None
+
+
 def _coreml(path: Path) -> dict:
     try:
         with quiet_torch_export():
@@ -159,7 +178,23 @@ def _coreml(path: Path) -> dict:
     except Exception as e:  # noqa: BLE001
         raise BadInput(f"not a valid CoreML model: {path} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
 
+    kind = spec.WhichOneof("Type")
+    preprocessing = {p.featureName: p for p in getattr(getattr(spec, kind, None), "preprocessing", [])}
+    program_pre = _program_preprocessing(spec) if kind == "mlProgram" else {}
+
     def io(f):
+        if f.type.WhichOneof("Type") == "imageType":
+            got = _coreml_image(f, preprocessing.get(f.name))
+            pre = dict(program_pre.get(f.name) or {})
+            if pre:
+                bias = pre.get("bias")
+                if isinstance(bias, list) and len(bias) == 3:  # named as the neuralNetwork scaler's are
+                    order = ("blue", "green", "red") if got["image"]["color_space"] == "BGR" else ("red", "green", "blue")
+                    pre["bias"] = dict(zip(order, bias))
+                elif isinstance(bias, list) and len(bias) == 1:
+                    pre["bias"] = {"gray": bias[0]}
+                got["image"]["preprocessing"] = pre
+            return got
         t = f.type.multiArrayType
         dtype = {65568: "float32", 65552: "float16", 131104: "int32"}.get(t.dataType, str(t.dataType))
         shape = list(t.shape)
@@ -169,7 +204,6 @@ def _coreml(path: Path) -> dict:
         return {"name": f.name, "shape": shape, "dtype": dtype}
 
     hist, params, dtypes = collections.Counter(), 0, collections.Counter()
-    kind = spec.WhichOneof("Type")
     if kind == "mlProgram":
         from coremltools.proto import MIL_pb2
         dt = {v: k.lower() for k, v in MIL_pb2.DataType.items()}
@@ -185,9 +219,14 @@ def _coreml(path: Path) -> dict:
                             if n > 1:
                                 params += n
                                 dtypes[dt.get(tt.dataType, str(tt.dataType))] += n
-    else:
+    else:   # neuralNetwork (and its classifier / regressor forms): layers with WeightParams fields
         for layer in getattr(getattr(spec, kind), "layers", []):
-            hist[layer.WhichOneof("layer")] += 1
+            which = layer.WhichOneof("layer")
+            hist[which] += 1
+            if which:
+                for dtype, n in _nn_weights(getattr(layer, which)):
+                    params += n
+                    dtypes[dtype] += n
     return {"inputs": [io(f) for f in spec.description.input], "outputs": [io(f) for f in spec.description.output],
             "op_histogram": dict(hist.most_common()), "params": params, "weight_dtypes": dict(dtypes),
             "model_type": kind, "spec_version": spec.specificationVersion}
@@ -248,3 +287,82 @@ def _executorch(path: Path) -> dict:
             "precision": pte.precision(doc),
             "transpose_count": delegated.get("StaticTranspose", 0) + sum(
                 n for k, n in portable.items() if "permute" in k or "transpose" in k)}
+
+
+def _program_preprocessing(spec) -> dict:
+    """An ML program keeps an image input's scale and bias as ops at its start (coremltools names their
+    outputs ``NAME__scaled__`` and ``NAME__biased__``): {NAME: {"scale": s, "bias": [r, g, b]}}."""
+    import numpy as np
+    consts, found = {}, {}
+    for fn in spec.mlProgram.functions.values():
+        for blk in fn.block_specializations.values():
+            for op in blk.operations:
+                if op.type == "const" and op.outputs and "val" in op.attributes:
+                    t = op.attributes["val"].immediateValue.tensor
+                    which = t.WhichOneof("value")
+                    if which == "floats":
+                        consts[op.outputs[0].name] = [float(v) for v in t.floats.values]
+                    elif which == "bytes" and op.attributes["val"].type.tensorType.dataType == 10:  # FLOAT16
+                        consts[op.outputs[0].name] = np.frombuffer(t.bytes.values, np.float16).astype(float).tolist()
+                for out in op.outputs:
+                    for suffix, key in (("__scaled__", "scale"), ("__biased__", "bias")):
+                        if out.name.endswith(suffix) and "y" in op.inputs and op.inputs["y"].arguments:
+                            arg = op.inputs["y"].arguments[0]
+                            val = consts.get(arg.name)
+                            if val is not None:
+                                found.setdefault(out.name[:-len(suffix)], {})[key] = (
+                                    val[0] if key == "scale" and len(val) == 1 else val)
+    return found
+
+
+_COLOR_SPACES = {10: "GRAYSCALE", 20: "RGB", 30: "BGR", 40: "GRAYSCALE_FLOAT16"}
+
+
+def _coreml_image(f, pre) -> dict:
+    """An image feature: [1, C, H, W] (ranges as "lo..hi"), color space, and an input's preprocessing."""
+    im = f.type.imageType
+    color = _COLOR_SPACES.get(im.colorSpace, str(im.colorSpace))
+    h, w = int(im.height), int(im.width)
+    if im.WhichOneof("SizeFlexibility") == "imageSizeRange":
+        r = im.imageSizeRange
+
+        def span(sr):
+            return sr.lowerBound if sr.lowerBound == sr.upperBound else f"{sr.lowerBound}..{sr.upperBound}"
+        h, w = span(r.heightRange), span(r.widthRange)
+    elif im.WhichOneof("SizeFlexibility") == "enumeratedSizes":
+        sizes = [(s.height, s.width) for s in im.enumeratedSizes.sizes]
+        h = h if len({a for a, _ in sizes}) == 1 else "|".join(str(a) for a, _ in sizes)
+        w = w if len({b for _, b in sizes}) == 1 else "|".join(str(b) for _, b in sizes)
+    image = {"color_space": color, "height": h, "width": w}
+    if pre is not None:
+        which = pre.WhichOneof("preprocessor")
+        if which == "scaler":
+            sc = pre.scaler
+            bias = {"gray": sc.grayBias} if color.startswith("GRAY") else {
+                "red": sc.redBias, "green": sc.greenBias, "blue": sc.blueBias}
+            image["preprocessing"] = {"scale": sc.channelScale, "bias": bias}
+        elif which == "meanImage":
+            image["preprocessing"] = {"mean_image_values": len(pre.meanImage.meanImage)}
+    return {"name": f.name, "shape": [1, 1 if color.startswith("GRAY") else 3, h, w], "dtype": "image",
+            "image": image}
+
+
+def _nn_weights(msg):
+    """(dtype, count) of every WeightParams inside a neuralNetwork layer's parameters. Sub-byte quantized
+    weights are counted from their packed bytes (a tensor may gain up to 7 padding slots)."""
+    if type(msg).__name__ == "WeightParams":
+        if len(msg.floatValue):
+            yield "float32", len(msg.floatValue)
+        elif len(msg.float16Value):
+            yield "float16", len(msg.float16Value) // 2
+        elif len(msg.int8RawValue):
+            yield "int8", len(msg.int8RawValue)
+        elif len(msg.rawValue):
+            nbits = int(msg.quantization.numberOfBits) or 8
+            yield f"uint{nbits}", len(msg.rawValue) * 8 // nbits
+        return
+    for field, value in msg.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        for item in (value if not hasattr(value, "ListFields") else [value]):
+            yield from _nn_weights(item)

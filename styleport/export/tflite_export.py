@@ -2,8 +2,10 @@
 
 Chosen over onnx2tf by measurement (README "Why litert-torch"): NHWC I/O without any TRANSPOSE in
 the graph once the network is written channels-last-friendly (wrappers.py), reflection padding as
-slice+flip+concat runs about 2x faster than MIRROR_PAD under XNNPACK, and every conversion is
-checked against PyTorch here rather than trusted.
+slices+concat runs about 2x faster than MIRROR_PAD under XNNPACK, and every conversion is
+checked against PyTorch here rather than trusted. After conversion the file gets the exact
+rewrites of tflite_rewrite.py (nearest upsampling as DEPTH_TO_SPACE), so that XNNPACK takes every
+op of the fp32 graph in one partition.
 
 Shapes are fixed per file (TFLite has no free H/W through this route).
 """
@@ -50,7 +52,32 @@ def export_tflite(module: torch.nn.Module, sample: tuple, inputs: list, outputs:
 
     with quiet_torch_export(), torch.no_grad():
         import litert_torch
-        edge = litert_torch.convert(Named(module).eval(), sample_kwargs=kwargs, quant_config=quant_config)
         path.parent.mkdir(parents=True, exist_ok=True)
-        edge.export(str(path))
-    return {"converter": "litert-torch", "signature": "serving_default"}
+        litert_torch.convert(Named(module).eval(), sample_kwargs=kwargs, quant_config=quant_config).export(str(path))
+        if _transposes(path) and _plain_first_conv(module):
+            # litert-torch's layout pass sometimes keeps the norm after a "phases" first conv in
+            # NCHW, with two TRANSPOSE ops around it (tiny dumoulin): then the plain conv is kept
+            litert_torch.convert(Named(module).eval(), sample_kwargs=kwargs, quant_config=quant_config).export(str(path))
+    from styleport.export.tflite_rewrite import rewrite_file
+    return {"converter": "litert-torch", "signature": "serving_default", "rewrites": rewrite_file(path)}
+
+
+def _transposes(path: Path) -> int:
+    from ai_edge_litert import schema_py_generated as S
+    from ai_edge_litert.tools import flatbuffer_utils
+    model = flatbuffer_utils.read_model(str(path))
+    codes = {i for i, oc in enumerate(model.operatorCodes)
+             if max(oc.builtinCode, oc.deprecatedBuiltinCode) == S.BuiltinOperator.TRANSPOSE}
+    return sum(op.opcodeIndex in codes for sg in model.subgraphs for op in sg.operators)
+
+
+def _plain_first_conv(module: torch.nn.Module) -> bool:
+    """Switch the "phases" first conv of every TransformerNet in ``module`` back to the plain form;
+    True when one was switched."""
+    from styleport.models.transformer import TransformerNet
+    changed = False
+    for m in module.modules():
+        if isinstance(m, TransformerNet) and m.conv1.form == "phases":
+            m.conv1.form = "native"
+            changed = True
+    return changed

@@ -4,8 +4,18 @@
 |--------|--------|----------------------------------------------|------------------------------------|
 | onnx   | NCHW   | F.pad reflect, F.instance_norm (native ops)  |                                    |
 | coreml | NCHW   | F.pad reflect, F.instance_norm (native ops)  |                                    |
-| tflite | NHWC   | slice+flip+concat pad, mean/var norm         | channels-last tail: no TRANSPOSE   |
-| executorch | NCHW | one-pixel slices+concat pad, "scaled" norm, identity-deconv upsample | one XNNPACK delegate |
+| tflite | NHWC   | slices+concat pad (no flip), mean/var norm,  | channels-last tail: no TRANSPOSE;  |
+|        |        | first/last conv: columns per step (phases)   | nearest upsample rewritten in the  |
+|        |        |                                              | file (export/tflite_rewrite.py)    |
+| executorch | NCHW | slices+concat pad, mean/var norm,          | one XNNPACK delegate               |
+|        |        | identity-deconv nearest upsample             |                                    |
+
+The TFLite forms are chosen so that XNNPACK takes every op of the fp32 graph, in one delegate
+partition: the flip of the older ``cat`` pad form lowers to REVERSE_V2 (builtin kernel, 8 of them
+in a 9x9-padded net, 7 partitions on magenta-mobile), litert-torch's RESIZE_NEAREST_NEIGHBOR is not
+an XNNPACK op either. The 3-channel last conv fills 3 of XNNPACK's 16 GEMM lanes; computing 4
+output columns as 12 channels (layers.conv_phases_nhwc) makes it ~2.7x faster; the first conv of
+magenta-mobile (8 channels) likewise with 2 columns.
 
 I/O names (the bundle contract): ``content_image``, ``style_image``, ``style_bottleneck`` /
 ``style_weights``, ``stylized_image``; the predictor's output is ``style_bottleneck``.
@@ -21,9 +31,11 @@ from torch import nn
 
 from styleport.models.arbitrary import BOTTLENECK
 from styleport.models.layers import set_forms
+from styleport.models.transformer import TransformerNet
 
-FORMS = {"onnx": ("native", "native"), "coreml": ("native", "native"), "tflite": ("cat", "meanvar"),
-         "executorch": ("slices", "scaled")}
+FORMS = {"onnx": ("native", "native"), "coreml": ("native", "native"), "tflite": ("slices", "meanvar"),
+         "executorch": ("slices", "meanvar")}
+END_CONV_FORM = {"tflite": "phases"}  # first and last conv of a transformer only (see export_module)
 UPSAMPLE = {"executorch": "deconv"}  # nearest-upsample form where not F.interpolate (models/layers.py)
 LAYOUT = {"onnx": "NCHW", "coreml": "NCHW", "tflite": "NHWC", "executorch": "NCHW"}
 
@@ -88,6 +100,12 @@ def export_module(model: nn.Module, network: str, fmt: str) -> nn.Module:
     model = copy.deepcopy(model).eval()
     pad, norm = FORMS[fmt]
     set_forms(model, pad=pad, norm=norm, upsample=UPSAMPLE.get(fmt))
+    if fmt in END_CONV_FORM:
+        # the network's ends only: there the layout pass keeps the phases' reshape in NHWC; inside
+        # the net, litert-torch wraps a phases conv's NCHW round trip in TRANSPOSE ops
+        for m in model.modules():
+            if isinstance(m, TransformerNet):
+                m.conv1.form = m.deconv3.form = END_CONV_FORM[fmt]
     nhwc = LAYOUT[fmt] == "NHWC"
     if network == "predictor":
         return Predictor(model, nhwc).eval()

@@ -97,22 +97,23 @@ class TransformerNet(nn.Module):
             h = h + norm(block.in2, block.conv2(r))
         h = self.relu(norm(self.in4, self.deconv1(h)))
         h = self.relu(norm(self.in5, self.deconv2(h)))
-        h = self.deconv3(h)
         if self.channels_last_output:
             # TFLite export: finish in NHWC so the layout pass needs no TRANSPOSE around the
-            # 3-channel conditional norm (litert-torch 0.10 otherwise wraps it in two).
-            h = h.permute(0, 2, 3, 1)
+            # 3-channel conditional norm (litert-torch 0.10 otherwise wraps it in two); the last
+            # conv may compute several output columns per step there (ConvLayer.forward_nhwc).
+            h = self.deconv3.forward_nhwc(h)
             if isinstance(self.in6, CondInstanceNorm):
                 c = self.in6.channels
                 gamma = params[:, offset:offset + c][:, None, None, :]
                 beta = params[:, offset + c:offset + 2 * c][:, None, None, :]
                 mean = h.mean(dim=(1, 2), keepdim=True)
-                var = (h - mean).square().mean(dim=(1, 2), keepdim=True)
-                h = (h - mean) * torch.rsqrt(var + self.in6.eps) * gamma + beta
+                d = h - mean
+                var = d.square().mean(dim=(1, 2), keepdim=True)
+                h = d * (torch.rsqrt(var + self.in6.eps) * gamma) + beta
             elif self.in6 is not None:
                 raise ValueError("channels-last output supports a conditional final norm or none")
         else:
-            h = norm(self.in6, h)
+            h = norm(self.in6, self.deconv3(h))
         if self.output == "sigmoid":
             return torch.sigmoid(h)
         if self.output == "tanh":

@@ -1,4 +1,4 @@
-"""Reduced-precision variants of exported artefacts (fp16, int8) for ONNX, TFLite and CoreML.
+"""Reduced-precision variants of exported artefacts (fp16, int8) for ONNX, TFLite, CoreML and ExecuTorch.
 
 ``make_variant(fmt, precision, fp32_path, out_path, **context)`` writes one artefact and returns
 its manifest details; extra variants of the same precision (``int8`` has several per format) are
@@ -7,13 +7,22 @@ the bundle writer to add as artefacts with a ``variant`` key.
 
 | format | fp16                          | int8 (plain)             | int8 variants (need calibration: *) |
 |--------|-------------------------------|--------------------------|-------------------------------------|
-| onnx   | float16 weights+compute, f32 I/O | dynamic uint8 weights (predictor: static QDQ when calibrated) | static*/dynamic, a16w8* |
-| tflite | float16 weights, f32 compute  | dynamic-range int8       | full* (W8A8), int16x8*               |
+| onnx   | float16 weights+compute,      | dynamic uint8 weights;   | dynamic (when calibrated), a16w8*,  |
+|        | f32 I/O                       | calibrated: qlinear*     | predictor: static*                  |
+| tflite | float16 weights, f32 compute  | dynamic-range int8;      | full* (W8A8; transformer),          |
+|        |                               | predictor calibrated:    | dynamic (predictor, when            |
+|        |                               | full-integer*            | calibrated), int16x8*               |
 | coreml | FLOAT16 compute (export)      | linear int8 weights      | palettize8, palettize6, palettize4  |
-| executorch | float16 program (export) | PT2E dynamic int8 conv/linear, norm float | static*   |
+| executorch | float16 program (export)  | PT2E dynamic int8 conv/  | static* (PT2E, XNNPACK quantizer)   |
+|        |                               | linear, norm float       |                                     |
 
 The plain ``int8`` of each format needs no calibration images and is the best figure measured on
-Google's trained weights (benchmarks/quantization.md). Variants marked * are produced only when a
+Google's trained weights (benchmarks/quantization.md), except when a calibration set is given:
+then the ONNX plain ``int8`` of both networks is ``qlinear`` (onnx_quant: the fastest ORT int8 at
+>= 30 dB: faster than fp32 on the transformer and the predictor) and the TFLite predictor's is
+full-integer (int8 activations and weights with float I/O, as Google's
+style_predict_quantized_256.tflite); the calibration-free one is then written as the ``dynamic``
+variant (``details["int8_kind"]`` says which the plain file is). Variants marked * are produced only when a
 calibration set is given (``--calib-content/--calib-style`` folders, or ``--calib-synthetic``);
 without one they are skipped with a line on stderr, never calibrated on procedural images silently.
 ``calibration["variants"] = False`` writes the plain artefact only.
@@ -26,7 +35,15 @@ from pathlib import Path
 
 from styleport.errors import BadInput
 
-ONNX_STATIC = ("static", "a16w8")
+ONNX_STATIC = ("qlinear", "static", "a16w8")  # the calibrated ONNX kinds
+# The calibrated ONNX plain int8 per network, and the variants written beside it.
+# No ``static`` transformer variant: on Google's weights and johnson it ran 1.08-1.15x fp32 at
+# 34.7 / 35.6 dB, beaten on PSNR by ``dynamic`` (37.7 / 41.5 dB, no calibration) at the same speed
+# and on speed by ``qlinear`` (0.32x / 0.47x fp32). Predictor (MobileNetV2, Google's weights, 256²):
+# qlinear 0.54x fp32 at 43.1 dB (pipeline PSNR), static 0.69x at 45.0 dB: the faster one at >= 30 dB
+# is the plain int8, as for the transformer; static stays as a variant.
+ONNX_PLAIN = {"transformer": "qlinear", "predictor": "qlinear"}
+ONNX_VARIANTS = {"transformer": ("dynamic", "a16w8"), "predictor": ("dynamic", "static", "a16w8")}
 TFLITE_STATIC = ("full", "int16x8")
 COREML_PALETTES = ("palettize8", "palettize6", "palettize4")
 EXECUTORCH_STATIC = ("static",)
@@ -37,7 +54,7 @@ def _hw(inputs, sample) -> tuple[int, int]:
     return (int(t.shape[1]), int(t.shape[2])) if inputs[0]["layout"] == "NHWC" else (int(t.shape[2]), int(t.shape[3]))
 
 
-def _calib_feeds(ctx, network):
+def _calib_feeds(ctx, network, style_views: bool = False):
     from styleport.quantization import calibration as C
     model, inputs, sample = ctx["model"], ctx["inputs"], ctx["sample"]
     hw = _hw(inputs, sample)
@@ -46,7 +63,7 @@ def _calib_feeds(ctx, network):
     else:
         size = hw
         style_size = int(getattr(model, "style_size", 256) or 256)
-    cal = C.build_set(ctx.get("calibration"), model, network, size, style_size)
+    cal = C.build_set(ctx.get("calibration"), model, network, size, style_size, style_views=style_views)
     return C.feeds(model, network, inputs, cal), cal.describe()
 
 
@@ -83,39 +100,54 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
         raise BadInput(f"{fmt} {precision} is not supported")
 
     extra = []
-    static_names = {"onnx": ONNX_STATIC, "tflite": TFLITE_STATIC, "executorch": EXECUTORCH_STATIC}.get(fmt, ())
+    onnx_calibrated = tuple(k for k in (ONNX_PLAIN.get(network, "qlinear"),) + ONNX_VARIANTS.get(network, ())
+                            if k != "dynamic")
+    static_names = {"onnx": onnx_calibrated, "tflite": TFLITE_STATIC, "executorch": EXECUTORCH_STATIC}.get(fmt, ())
     feeds = source = None
-    if want_variants and static_names:
-        if _has_calibration(cal):
-            feeds, source = _calib_feeds(dict(ctx, calibration=cal), network)
-        else:
-            print(f"styleport: {network} {fmt} int8: static variants ({', '.join(static_names)}) skipped: "
-                  "no calibration images (--calib-content / --calib-style DIR, or --calib-synthetic)",
-                  file=sys.stderr)
+    if static_names and _has_calibration(cal) and (want_variants or fmt == "onnx"):
+        # ONNX: a calibration set changes the plain int8 itself, variants or not
+        feeds, source = _calib_feeds(dict(ctx, calibration=cal), network)
+    elif want_variants and static_names and not _has_calibration(cal):
+        print(f"styleport: {network} {fmt} int8: static variants ({', '.join(static_names)}) skipped: "
+              "no calibration images (--calib-content / --calib-style DIR, or --calib-synthetic)",
+              file=sys.stderr)
     if fmt == "onnx":
         from styleport.quantization import onnx_quant as Q
-        # the predictor's plain int8 is static QDQ when calibrated: ConvInteger (dynamic) keeps only
-        # ~22 dB on Google's MobileNetV2 vs 46 dB static (benchmarks/quantization.md)
-        primary = "static" if network == "predictor" and feeds is not None else "dynamic"
-        if primary == "static":
-            details = dict(Q.quantize(fp32_path, out_path, "static", feeds, method=cal["method"]), calibration=source)
+        # calibrated plain int8: qlinear, the layout ORT runs on its integer kernels (faster than fp32,
+        # README); uncalibrated: dynamic (on the predictor ConvInteger keeps only ~22 dB)
+        primary = "dynamic" if feeds is None else ONNX_PLAIN.get(network, "qlinear")
+        if primary != "dynamic":
+            details = dict(Q.quantize(fp32_path, out_path, primary, feeds, method=cal["method"]), calibration=source)
         else:
             details = Q.quantize(fp32_path, out_path, "dynamic")
-        if feeds is not None:
-            for v in ("dynamic",) + ONNX_STATIC:
-                if v == primary:
-                    continue
+        details["int8_kind"] = primary
+        if feeds is not None and want_variants:
+            for v in ONNX_VARIANTS.get(network, ("dynamic", "a16w8")):
                 p = _variant_path(out_path, v)
                 d = Q.quantize(fp32_path, p, v, feeds, method=cal["method"])
                 extra.append({"variant": v, "path": p, "details": dict(d, calibration=source if v != "dynamic" else None)})
     elif fmt == "tflite":
         from styleport.quantization import tflite_quant as T
-        details = T.quantize(fp32_path, out_path, "dynamic")
+        # the predictor's plain int8 is full-integer when calibrated: MobileNetV2 has no instance norm,
+        # every op has an int8 XNNPACK kernel; dynamic-range runs 17.8 ms vs 2.5 ms for Google's
+        # full-integer file (shared/DESIGN.md; README, Quantization). The transformer keeps dynamic-range (its
+        # int8 DIV/RSQRT leave XNNPACK).
+        # (with --no-variants too: the calibration set decides the plain artefact, variants are extra)
+        primary = "full" if network == "predictor" and _has_calibration(cal) else "dynamic"
+        pfeeds = psource = None
+        if primary == "full":  # small style sets widened with views (calibration.py)
+            pfeeds, psource = _calib_feeds(dict(ctx, calibration=cal), network, style_views=True)
+        details = T.quantize(fp32_path, out_path, primary, pfeeds)
+        details["int8_kind"] = primary
+        if primary != "dynamic":
+            details["calibration"] = psource
         if feeds is not None:
-            for v in TFLITE_STATIC:
+            for v in ("dynamic",) + TFLITE_STATIC:
+                if v == primary:
+                    continue
                 p = _variant_path(out_path, v)
-                d = T.quantize(fp32_path, p, v, feeds)
-                extra.append({"variant": v, "path": p, "details": dict(d, calibration=source)})
+                d = T.quantize(fp32_path, p, v, feeds if v != "dynamic" else None)
+                extra.append({"variant": v, "path": p, "details": dict(d, calibration=source if v != "dynamic" else None)})
     elif fmt == "coreml":
         from styleport.quantization import coreml_quant as M
         details = M.compress(fp32_path, out_path, "int8")
@@ -152,7 +184,7 @@ def search_target_psnr(fp32_path: Path, out_path: Path, *, model, network: str, 
                        calibration: dict, target_psnr: float, kind: str = "w8a8", style_size: int = 256) -> dict:
     """``--target-psnr DB`` on the ONNX static path (see onnx_quant.search_float_layers): calibrates
     on the calibration set, measures on held-out images (report.held_out) against torch fp32 and
-    returns the chosen float layers and the size/latency-vs-PSNR curve. The lead wires the flag."""
+    returns the chosen float layers and the size/latency-vs-PSNR curve (``export --target-psnr``)."""
     import torch
 
     from styleport.quantization import calibration as C

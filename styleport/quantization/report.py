@@ -1,8 +1,7 @@
 """Quality report of a bundle's artefacts against PyTorch fp32: ``quality.json`` + ``quality.md``.
 
-Per artefact: bytes and ratio to the fp32 file of the same network and format, PSNR (peak 1.0, the
-output clipped to [0, 1]) and SSIM (``skimage.metrics.structural_similarity``, data_range 1,
-channel_axis) of the stylised image against the fp32 torch network on **held-out** images, a rough
+Per artefact: bytes and ratio to the fp32 file of the same network and format, PSNR and SSIM
+(styleport.metrics: peak 1.0, outputs compared as produced) of the stylised image against the fp32 torch network on **held-out** images, a rough
 latency (median over the held-out runs, 2 threads, measured during export), and which op kinds ran
 quantized / stayed float, counted from the graph.
 
@@ -12,6 +11,10 @@ quantized / stayed float, counted from the graph.
   content; PSNR/SSIM of that image vs the all-fp32 pipeline, plus the bottleneck's SNR.
 * CoreML: run with the numpy MIL interpreter (styleport.runtime.coreml_mil); latency not reported
   (a reference interpreter, not CoreML). ExecuTorch: executorch.runtime (XNNPACK, default threadpool).
+* fp16 artefacts: an fp16 headroom table (issue #16), from one emulated-fp16 run on the first
+  held-out pair (styleport.runtime.emulate: every tensor stored in fp16, as a phone's GPU or
+  XNNPACK fp16 path does): per layer, max |value| and log2(65504 / max|value|), the first layer that
+  overflows, and the emulated PSNR beside the x86 one.
 
 Held-out images: ``calibration["eval_content"]`` / ``["eval_style"]`` folders when given; else the
 images of the calibration folders that calibration did not sample; else procedural images
@@ -27,20 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from styleport import metrics
+
 MAX_CONTENT = 4
 MAX_STYLE = 2
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """a, b: HWC images in [0, 1]."""
-    from skimage.metrics import structural_similarity
-    return float(structural_similarity(np.asarray(a, np.float64), np.asarray(b, np.float64),
-                                       data_range=1.0, channel_axis=2))
 
 
 def held_out(calibration: dict | None, size, style_size: int) -> tuple[list, list, str]:
@@ -168,7 +161,7 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
                     ts.append(time.perf_counter() - t0)
                     b = torch.from_numpy(b.reshape(1, -1))
                     ref_b = seconds[j]
-                    snrs.append(10 * np.log10(float((ref_b ** 2).sum()) / max(float(((b - ref_b) ** 2).sum()), 1e-30)))
+                    snrs.append(metrics.snr_db(ref_b.numpy(), b.numpy()))
                     with torch.no_grad():
                         got = model.transformer(c, b).numpy()
                 else:
@@ -179,14 +172,17 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
                         run(feeds)  # warm-up
                     t0 = time.perf_counter()
                     got = _to_nchw(run(feeds), ins[0]["layout"])
+                    if (a.get("outputs") or [{}])[0].get("image"):  # CoreML image output: 0..255
+                        got = got / 255.0
                     ts.append(time.perf_counter() - t0)
-                got = np.clip(got, 0.0, 1.0)
-                ps.append(psnr(got, ref))
-                ss.append(ssim(got[0].transpose(1, 2, 0), ref[0].transpose(1, 2, 0)))
+                ps.append(metrics.psnr_db(ref, got))
+                ss.append(metrics.ssim(ref, got))
         except Exception as e:  # noqa: BLE001
             row["note"] = f"run failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
             rows.append(row)
             continue
+        if a["precision"] == "fp16" and not a.get("variant"):
+            row["fp16_headroom"] = _fp16_headroom(a, root, feeds, ref if a["model"] != "predictor" else None)
         row["psnr_db"] = round(float(np.mean(ps)), 2)
         row["psnr_min_db"] = round(float(np.min(ps)), 2)
         row["ssim"] = round(float(np.mean(ss)), 4)
@@ -196,16 +192,62 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
             row["latency_ms"] = round(float(np.median(ts)) * 1000, 1)
         rows.append(row)
     return {"schema": 1, "reference": "PyTorch fp32 (the checkpoint's network)",
-            "psnr_peak": 1.0, "ssim": "skimage.metrics.structural_similarity(data_range=1, channel_axis=2)",
+            "psnr_peak": metrics.PSNR_PEAK, "metrics": "styleport.metrics (PSNR peak 1.0 on outputs as produced; "
+            "SSIM skimage, data_range 1, 7x7 window)",
             "held_out": desc, "pairs": len(pairs), "size": list(size), "style_size": style_size,
             "latency": "median of the held-out runs, 2 threads, measured during export (rough)",
             "results": rows}
 
 
+def _fp16_headroom(a: dict, root: Path, feeds: dict, ref) -> dict:
+    """One emulated-fp16 run of an fp16 artefact on the last held-out feeds (the quality report
+    borrows the runtime's emulator, as it borrows the coreml-mil runner)."""
+    try:
+        from styleport.runtime.emulate import emulate
+        e = emulate(root / a["path"], feeds, "fp16", fmt=a["format"], reference=False)
+        s = e.summary()
+        doc = {"mode": "fp16", "min_margin_bits": s["min_margin_bits"], "min_margin_at": s["min_margin_at"],
+               "problem": e.problem(), "layers": s["headroom"]}
+        if ref is not None:
+            out = _to_nchw(np.asarray(next(iter(e.outputs.values())), np.float32), a["inputs"][0]["layout"])
+            p = metrics.psnr_db(ref, out)   # None when the emulated output holds inf/NaN (an overflow)
+            doc["emulated_psnr_db"] = round(p, 2) if p is not None else None
+        return doc
+    except Exception as e:  # noqa: BLE001 - a metric must not fail the export
+        return {"note": f"not run: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"}
+
+
+def _headroom_md(doc: dict) -> list[str]:
+    rows = [r for r in doc["results"] if r.get("fp16_headroom")]
+    if not rows:
+        return []
+    lines = ["", "## fp16 headroom (emulated fp16: every tensor stored in fp16, sums in fp32)", "",
+             "Margin = log2(65504 / max |value|) over the tensors of each layer (a layer = a convolution "
+             "and the ops after it); negative = overflow. One run on the last held-out pair.", ""]
+    for r in rows:
+        h = r["fp16_headroom"]
+        head = f"### {r['model']} {r['format']} fp16"
+        if h.get("note"):
+            lines += [head, "", h["note"], ""]
+            continue
+        em = f", emulated PSNR {h['emulated_psnr_db']:.1f} dB" if h.get("emulated_psnr_db") is not None else ""
+        mm = "-" if h["min_margin_bits"] is None else f"{h['min_margin_bits']:.1f}"
+        lines += [head, "", f"Smallest margin {mm} bits at {h['min_margin_at']}{em}. "
+                  + (h["problem"] or "No overflow."), "",
+                  "| layer | max abs value | margin (bits) | overflow |", "|---|---:|---:|---:|"]
+        for L in h["layers"]:
+            m = L["margin_bits"]
+            bad = L["overflow"] or L["nonfinite"]
+            lines.append(f"| {L['layer']} | {'inf' if L['max_abs'] is None and bad else '-' if L['max_abs'] is None else format(L['max_abs'], '.4g')} | "
+                         f"{'OVERFLOW' if bad else '-' if m is None else format(m, '.1f')} | "
+                         f"{L['overflow'] or ''} |")
+        lines.append("")
+    return lines
+
+
 def markdown(doc: dict) -> str:
     lines = ["# Quantization quality", "",
-             f"Reference: {doc['reference']}; PSNR peak {doc['psnr_peak']} (outputs clipped to [0,1]); "
-             f"SSIM: {doc['ssim']}.", f"Held-out images: {doc['held_out']} ({doc['pairs']} pairs, "
+             f"Reference: {doc['reference']}; metrics: {doc['metrics']}.", f"Held-out images: {doc['held_out']} ({doc['pairs']} pairs, "
              f"content {doc['size'][0]}x{doc['size'][1]}).", f"Latency: {doc['latency']}.", "",
              "| model | format | precision | variant | bytes | x fp32 | PSNR dB (min) | SSIM | ms | quantized ops | float ops |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---|---|"]
@@ -220,6 +262,7 @@ def markdown(doc: dict) -> str:
                      f"{r['ratio_to_fp32'] if r.get('ratio_to_fp32') is not None else '-'} | {p} | "
                      f"{r.get('ssim', '-')} | {r.get('latency_ms', '-')} | {ops(r.get('ops_quantized'))} | "
                      f"{ops(r.get('ops_float'))} |")
+    lines += _headroom_md(doc)
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from styleport import metrics
 from styleport.reports.json_report import write_json, write_text_atomic
 from styleport.reports.junit import write_junit
 
@@ -23,16 +24,22 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 th{background:#f3f3f3}.pass{color:#080;font-weight:bold}.fail{color:#b00;font-weight:bold}
 .error,.skipped{color:#777}figure{display:inline-block;margin:4px;text-align:center;vertical-align:top}
 figure img{max-width:190px;max-height:190px;display:block;border:1px solid #ccc}
-figcaption{font-size:11px;max-width:190px}.small{font-size:12px;color:#555}
+figcaption{font-size:11px;max-width:190px}.pair{display:inline-block;border:1px solid #e4e4e4;margin:2px}.small{font-size:12px;color:#555}
 </style></head><body>
 <h1>styleport demo report</h1>
 <p>Model: <b>{{ doc.model }}</b>{% if doc.quick %} &middot; <b>quick mode</b> (reduced sizes){% endif %}<br>
 Export size {{ doc.inputs.size }}&times;{{ doc.inputs.size }} content, {{ doc.inputs.style_size }}&times;{{ doc.inputs.style_size }} style
 &middot; demo took {{ doc.elapsed_s }} s (export {{ doc.export_s }} s)</p>
 
-<h2 id="gallery">Stylised samples (PyTorch)</h2>
-{% for c in contents %}<div>{% for g in gallery if g.content == c %}<figure><img src="{{ g.file }}" alt="{{ g.content }} / {{ g.style }}">
-<figcaption>{{ g.content }} &times; {{ g.style }}, strength {{ g.strength }}</figcaption></figure>{% endfor %}</div>{% endfor %}
+<h2 id="gallery">Stylised samples (PyTorch){% if doc.google and doc.google.present %} beside Google's own TFLite files{% endif %}</h2>
+{% if doc.google and doc.google.present %}<p class="small" id="google">Each pair: this model in PyTorch at the content's own size (left) and Google's own
+files {{ doc.google.files|join(' + ') }} run in LiteRT (right; content stretched to 384&times;384 as their transfer file takes it,
+style 256&times;256, shown at the left image's size, so brush strokes can differ in scale). dB: PSNR between the two on identical 384&times;384 inputs; over {{ doc.google.pairs }} pairs
+min {{ '%.1f'|format(doc.google.psnr_db_min) }} dB, mean {{ '%.1f'|format(doc.google.psnr_db_mean) }} dB.</p>
+{% elif doc.google %}<p class="small" id="google">{{ doc.google.note }}</p>{% endif %}
+{% for c in contents %}<div>{% for g in gallery if g.content == c %}<span class="pair"><figure><img src="{{ g.file }}" alt="{{ g.content }} / {{ g.style }}">
+<figcaption>{{ g.content }} &times; {{ g.style }}, strength {{ g.strength }}</figcaption></figure>{% if g.google_file %}<figure><img src="{{ g.google_file }}" alt="Google: {{ g.content }} / {{ g.style }}">
+<figcaption>Google's TFLite files, {{ '%.1f'|format(g.google_psnr_db) }} dB</figcaption></figure>{% endif %}</span>{% endfor %}</div>{% endfor %}
 
 <h2 id="compare">Content, style, PyTorch reference and every runtime</h2>
 <p class="small">Input pair: {{ doc.inputs.content }} &times; {{ doc.inputs.style }}. Heatmaps: |runtime &minus; PyTorch|,
@@ -132,8 +139,7 @@ def heatmap(out: Path, ref: Path) -> tuple[str, float]:
     if a.shape != b.shape:
         a = np.asarray(Image.open(out).convert("RGB").resize(Image.open(ref).size), np.float32) / 255
     err = np.abs(a - b).mean(axis=2)
-    mse = float(((a - b) ** 2).mean())
-    psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
+    psnr = metrics.psnr_db(b, a)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(2.2, 2.2), dpi=90)
     ax.imshow(err, cmap="inferno", vmin=0, vmax=HEAT_MAX)

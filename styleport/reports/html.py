@@ -24,6 +24,20 @@ Python {{ machine.python }}</p>{% endif %}
 <td>{{ fmt(r.peak_rss_mb, '.0f') }}</td><td>{{ fmt(r.parity and r.parity.psnr_db) }}</td>
 <td class="{{ verdict(r) }}">{{ verdict(r) }}</td><td>{{ r.error or r.parity_reason or '' }}</td></tr>
 {% endfor %}</table>{% endif %}
+{% if profiled %}<h2>Per-op profiles</h2>
+{% for r in profiled %}<h3>{{ label(r) }}</h3>
+{% if r.profile %}<p>{{ r.profile.runs }} profiled runs, {{ fmt(r.profile.total_ms) }} ms per run, ops
+{{ fmt(r.profile.ops_ms) }} ms{% if r.profile.coverage is not none %} ({{ fmt(100 * r.profile.coverage, '.1f') }}%
+of the run){% endif %}{% if r.latency_ms %}; bench p50 {{ fmt(r.latency_ms.p50) }} ms{% endif %}</p>
+<table><tr><th>op</th><th>nodes</th><th>ms</th><th>% of run</th><th></th></tr>
+{% for o in r.profile.by_op_type[:top_ops] %}<tr><td>{{ o.op }}</td><td>{{ o.count }}</td><td>{{ fmt(o.ms) }}</td>
+<td>{{ fmt(o.pct, '.1f') }}</td><td><div style="background:#3b6ea5;height:9px;width:{{ (o.pct or 0)|round(1) }}px">
+</div></td></tr>{% endfor %}</table>
+<p>Slowest nodes:</p><table><tr><th>node</th><th>op</th><th>ms</th></tr>
+{% for n in r.profile.slowest_nodes[:top_nodes] %}<tr><td>{{ n.name }}</td><td>{{ n.op }}</td><td>{{ fmt(n.ms) }}</td></tr>
+{% endfor %}</table><p style="font-size:12px">{{ r.profile.notes|join(' · ') }}</p>
+{% else %}<p>No profile: {{ r.error or 'this runtime gives no per-op times' }}</p>{% endif %}
+{% endfor %}{% endif %}
 {% if checks %}<h2>Parity</h2><table><tr><th>check</th><th>reference</th><th>max abs</th><th>PSNR dB</th>
 <th>SSIM</th><th>SNR dB</th><th>cosine</th><th>result</th><th>reasons</th></tr>
 {% for c in checks %}<tr><td>{{ c.name }}</td><td>{{ c.reference }}</td><td>{{ fmt(c.parity.max_abs, '.2e') }}</td>
@@ -46,6 +60,11 @@ def _verdict(r):
     if not p:
         return "-"
     return {True: "pass", False: "FAIL", None: "-"}[p.get("pass")]
+
+
+def _label(r):
+    v = f"/{r['variant']}" if r.get("variant") else ""
+    return f"{r['model']}/{r['format']}/{r['precision']}{v}@{r['runtime']} ({r.get('path', '')})"
 
 
 def latency_chart(results: list[dict]) -> str | None:
@@ -78,7 +97,8 @@ def render_html(title: str, results: list[dict] | None = None, checks: list | No
     cs = [c.to_dict() if hasattr(c, "to_dict") else c for c in (checks or [])]
     return env.from_string(TEMPLATE).render(
         title=title, machine=machine, results=results or [], checks=cs, chart=latency_chart(results or []),
-        fmt=_fmt, verdict=_verdict,
+        fmt=_fmt, verdict=_verdict, profiled=[r for r in (results or []) if "profile" in r],
+        label=_label, top_ops=10, top_nodes=8,
         bench_head=["model", "format", "precision", "runtime", "file", "p50 ms", "p90 ms", "load ms",
                     "peak RSS MB", "PSNR dB", "parity", "note"])
 

@@ -35,7 +35,50 @@ def bench_table(results: list[dict]) -> str:
              for r in results if r.get("status") != "ok" or (r.get("parity") is None and r.get("parity_reason"))]
     if notes:
         lines += ["", *dict.fromkeys(notes)]
+    if any("profile" in r for r in results):
+        lines += ["", profile_tables(results)]
     return "\n".join(lines)
+
+
+def _label(r: dict) -> str:
+    v = f"/{r['variant']}" if r.get("variant") else ""
+    return f"{r['model']}/{r['format']}/{r['precision']}{v}@{r['runtime']}"
+
+
+def profile_tables(results: list[dict], top_ops: int = 8, top_nodes: int = 5) -> str:
+    """Per-op profiles (bench --profile): heaviest op types with ms and % of the profiled run, then
+    the slowest nodes. Rows without a profile say why."""
+    lines = ["### Per-op profiles", ""]
+    seen_notes = set()
+    for r in results:
+        if "profile" not in r:
+            continue
+        p = r["profile"]
+        if not p:
+            why = r.get("error") if r.get("status") != "ok" else "this runtime gives no per-op times"
+            lines += [f"**{_cell(_label(r))}**: no profile ({_cell(why)})", ""]
+            continue
+        p50 = (r.get("latency_ms") or {}).get("p50")
+        cov = f" ({100 * p['coverage']:.1f}% of the run)" if p.get("coverage") is not None else ""
+        lines += [f"**{_cell(_label(r))}** ({_cell(r.get('path', ''))}): {p['runs']} profiled runs, "
+                  f"{_f(p['total_ms'])} ms per run, ops {_f(p['ops_ms'])} ms{cov}"
+                  + (f"; bench p50 {_f(p50)} ms" if p50 is not None else ""), "",
+                  "| op | nodes | ms | % of run |", "|---|---:|---:|---:|"]
+        ops = p.get("by_op_type") or []
+        for o in ops[:top_ops]:
+            lines.append(f"| {_cell(o['op'])} | {o['count']} | {_f(o['ms'])} | {_f(o.get('pct'), '.1f')} |")
+        if len(ops) > top_ops:
+            rest = ops[top_ops:]
+            ms = sum(o["ms"] for o in rest)
+            pct = 100 * ms / p["total_ms"] if p.get("total_ms") else None
+            lines.append(f"| {len(rest)} other op types | {sum(o['count'] for o in rest)} | {_f(ms)} | {_f(pct, '.1f')} |")
+        slow = ", ".join(f"`{_cell(n['name'])}` {_cell(n['op'])} {_f(n['ms'])} ms"
+                         for n in (p.get("slowest_nodes") or [])[:top_nodes])
+        lines += ["", f"Slowest nodes: {slow or '-'}", ""]
+        lines += [f"- {_cell(n)}" for n in p.get("notes") or [] if n not in seen_notes]  # once per report
+        seen_notes.update(p.get("notes") or [])
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def parity_table(checks: list) -> str:

@@ -5,8 +5,15 @@ Canonical forms (what parity compares and what reference runners see):
   style_bottleneck                                      float32 [1,100] (from [1,100,1,1] or [1,1,1,100])
   anything else (style_weights [1,N], unknown tensors)  float32, the model's own shape
 
-A model's layout comes from the manifest (layout NCHW/NHWC, range [lo,hi]) or, for bare files, is
-inferred from the shape (a 3 in axis 1 -> NCHW, in the last axis -> NHWC). Inputs are matched by
+8-bit image I/O (a CoreML ImageType, manifest dtype uint8 with range [0, 255]): canonical [0,1]
+images are mapped to pixels by ``round(x * 255)``, and the canonical feeds given to such a model
+(seeded random or resized) are put on the 8-bit grid first (``round(x * 255) / 255``), so the
+reference sees exactly the pixels the model sees and the round trip canonical -> pixels -> canonical
+is exact.
+
+A model's layout comes from the manifest (layout NCHW/NHWC, range [lo,hi], color RGB/BGR) or, for
+bare files, from the user's conventions (``--reference-range 0,255``, ``--candidate-order bgr``: see
+runtime/targets.py) and the shape (a 3 in axis 1 -> NCHW, in the last axis -> NHWC). Inputs are matched by
 name, then by role (guessed from name and shape), then by position.
 """
 
@@ -127,6 +134,22 @@ def canonical_shape(spec: TensorSpec, r: str, size) -> tuple:
     return shape
 
 
+def pixel_levels(spec: TensorSpec) -> int | None:
+    """255 for an 8-bit image input (integer dtype, range [0, 255], no quantization params), else None."""
+    if (image_layout(spec) and spec.quantization is None and spec.dtype in ("uint8", "int16", "int32")
+            and spec.range is not None and list(spec.range) == [0, 255]):
+        return 255
+    return None
+
+
+def on_pixel_grid(arr: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """A canonical [0,1] image rounded to the levels an 8-bit image input can hold (unchanged otherwise)."""
+    levels = pixel_levels(spec)
+    if levels is None:
+        return arr
+    return (np.round(np.clip(arr, 0.0, 1.0) * levels) / levels).astype(np.float32)
+
+
 def random_canonical(spec: TensorSpec, r: str, size, rng: np.random.Generator) -> np.ndarray:
     """Seeded data: uniform [0,1) for images, bottlenecks and unknown float inputs (inside the
     declared range when the manifest gives one); style_weights a random convex mix."""
@@ -136,7 +159,7 @@ def random_canonical(spec: TensorSpec, r: str, size, rng: np.random.Generator) -
         return w / w.sum(axis=-1, keepdims=True)
     arr = rng.random(shape, dtype=np.float32)
     if spec.dtype.startswith("int") or spec.dtype.startswith("uint"):
-        return arr
+        return on_pixel_grid(arr, spec)
     if spec.range and not image_layout(spec):
         lo, hi = spec.range
         arr = (arr * (hi - lo) + lo).astype(np.float32)
@@ -167,6 +190,8 @@ def to_model(arr: np.ndarray, spec: TensorSpec, r: str, size) -> np.ndarray:
         if spec.range and list(spec.range) != [0, 1]:
             lo, hi = spec.range
             x = x * (hi - lo) + lo
+        if spec.color == "BGR":
+            x = x[:, ::-1]
         if lay == "NHWC":
             x = x.transpose(0, 2, 3, 1)
     else:
@@ -178,6 +203,9 @@ def to_model(arr: np.ndarray, spec: TensorSpec, r: str, size) -> np.ndarray:
         scale, zp = spec.quantization
         info = np.iinfo(spec.dtype)
         x = np.clip(np.round(x / scale) + zp, info.min, info.max)
+    elif np.dtype(spec.dtype).kind in "iu":   # e.g. 8-bit pixels: round, never truncate
+        info = np.iinfo(spec.dtype)
+        x = np.clip(np.round(x), info.min, info.max)
     return np.ascontiguousarray(x.astype(spec.dtype, copy=False))
 
 
@@ -192,6 +220,8 @@ def from_model(arr: np.ndarray, spec: TensorSpec, r: str) -> np.ndarray:
     if lay:
         if lay == "NHWC":
             x = x.transpose(0, 3, 1, 2)
+        if spec.color == "BGR":
+            x = x[:, ::-1]
         if spec.range and list(spec.range) != [0, 1]:
             lo, hi = spec.range
             x = (x - lo) / (hi - lo)
@@ -213,7 +243,7 @@ def merge_manifest(specs: list[TensorSpec], entries: list[dict] | None) -> list[
             out.append(s)
             continue
         out.append(TensorSpec(s.name, s.shape, s.dtype, e.get("layout") or s.layout, e.get("range", s.range),
-                              s.quantization))
+                              s.quantization, e.get("color", s.color)))
     return out
 
 
@@ -243,7 +273,7 @@ class IOPlan:
                 arr = random_canonical(s, r, self.size, rng)
             elif image_layout(s):
                 shape = canonical_shape(s, r, self.size)
-                arr = fit_image(np.asarray(arr, np.float32), shape[2], shape[3])
+                arr = on_pixel_grid(fit_image(np.asarray(arr, np.float32), shape[2], shape[3]), s)
             out[r] = np.asarray(arr, np.float32)
         return out
 

@@ -8,6 +8,28 @@ runners only run, comparators only compare).
 
 Runners take and return numpy arrays in the model's own layout and dtype; layout/range adaptation
 from the manifest happens outside them.
+
+Per-op profiles (``styleport bench --profile``): a runner that can time its ops implements
+``profile(feeds, runs) -> dict`` (the default returns None: "this runtime gives no per-op times").
+Every runtime returns the same small dict, built with :func:`op_profile`::
+
+    {"runtime": "onnxruntime",        # registry name of the runner
+     "runs": 10,                      # profiled runs (after warm-up); every ms below is per run
+     "total_ms": 41.2,                # wall time of one run as the profiler saw it (mean)
+     "ops_ms": 39.8,                  # sum of the per-op times
+     "coverage": 0.966,               # per-op times / run time (median over the runs where the
+                                      #   runtime times each run; else ops_ms / total_ms); < 1: time
+                                      #   between ops (scheduling, copies, the API call)
+     "by_op_type": [{"op": "QLinearConv", "count": 16, "ms": 20.1, "pct": 48.8}, ...],
+                                      # op types by time, heaviest first; count = nodes of that type,
+                                      # pct = share of total_ms
+     "slowest_nodes": [{"name": "conv2d_3", "op": "QLinearConv", "ms": 3.1}, ...],   # top 10
+     "notes": ["..."]}                # how the times were taken, what they exclude
+
+``op`` is the kernel name the runtime reports (ONNX Runtime: the op of its optimized graph, e.g.
+QLinearConv for a fused DQ-Conv-Q group; LiteRT: the builtin op or the delegate). A runtime adds
+its own facts under extra keys (LiteRT: delegate partitions, ops left to builtin kernels) and
+leaves the keys above as they are, so reports render every runtime alike.
 """
 
 from __future__ import annotations
@@ -44,10 +66,14 @@ class TensorSpec:
     layout: str = "any"     # NCHW, NHWC or any
     range: list | None = field(default=None)
     quantization: tuple | None = field(default=None)  # (scale, zero_point) for int8/uint8 I/O
+    color: str | None = field(default=None)  # images: "RGB" (None means RGB) or "BGR"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout,
-                "range": self.range}
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "layout": self.layout,
+             "range": self.range}
+        if self.color:
+            d["color"] = self.color
+        return d
 
     def concrete_shape(self, fill: dict | None = None) -> tuple:
         fill = fill or {}
@@ -113,3 +139,28 @@ class Runner:
     def describe(self) -> dict:
         """Settings worth reporting (threads, delegates, providers)."""
         return {"threads": self.threads}
+
+    def profile(self, feeds: dict[str, np.ndarray], runs: int = 10) -> dict | None:
+        """Per-op times of ``runs`` runs on ``feeds`` (the module docstring gives the dict), or None
+        when this runtime cannot time its ops. Called after the latency loop, on an open runner."""
+        return None
+
+
+def op_profile(runtime: str, runs: int, total_ms: float, nodes: list[tuple[str, str, float]],
+               notes: list[str] | None = None, top: int = 10) -> dict:
+    """The shared profile dict from per-node times: ``nodes`` = [(node name, op, ms per run)] (one
+    entry per node; ms already averaged over ``runs``), ``total_ms`` = one run's wall time."""
+    by: dict[str, list] = {}
+    for _, op, ms in nodes:
+        e = by.setdefault(op, [0, 0.0])
+        e[0] += 1
+        e[1] += ms
+    ops_ms = sum(ms for _, _, ms in nodes)
+    pct = (lambda ms: round(100.0 * ms / total_ms, 2)) if total_ms > 0 else (lambda ms: None)
+    return {"runtime": runtime, "runs": int(runs), "total_ms": round(total_ms, 4), "ops_ms": round(ops_ms, 4),
+            "coverage": round(ops_ms / total_ms, 4) if total_ms > 0 else None,
+            "by_op_type": [{"op": op, "count": c, "ms": round(ms, 4), "pct": pct(ms)}
+                           for op, (c, ms) in sorted(by.items(), key=lambda kv: -kv[1][1])],
+            "slowest_nodes": [{"name": n, "op": op, "ms": round(ms, 4)}
+                              for n, op, ms in sorted(nodes, key=lambda x: -x[2])[:top]],
+            "notes": list(notes or [])}

@@ -37,6 +37,12 @@ def _common(p):
     p.add_argument("--checkpoint", "--reference-checkpoint", dest="checkpoint", metavar="CKPT",
                    help="the bundle's source checkpoint, when moved (PyTorch reference)")
     p.add_argument("--tolerances", metavar="F.toml|F.json", help="tolerance overrides per model/format/precision")
+    p.add_argument("--emulate", choices=("fp16", "fp16-acc16"), default=None,
+                   help="run the float artefacts with a phone's fp16 arithmetic instead of their x86 runtime: "
+                        "fp16 = every tensor stored in fp16, sums in fp32 (TFLite GPU F32_F16, Core ML GPU); "
+                        "fp16-acc16 = conv/matmul accumulators in fp16 too (TFLite GPU F16, XNNPACK fp16 on "
+                        "ARMv8.2). Judged at the fp16 tolerances; parity prints a per-layer headroom table "
+                        "and names the first layer that overflows (README: fp16 emulation)")
     p.add_argument("--json", metavar="F", help="write the results as JSON")
     p.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per parity check)")
     p.add_argument("--markdown", metavar="F", help="write the Markdown table")
@@ -45,7 +51,7 @@ def _common(p):
 
 
 def _options(args, cls):
-    from styleport.runtime import harness as H
+    from styleport.runtime import targets as T
     from styleport.runtime.metrics import load_tolerances
     threads = args.threads
     if threads is not None and not 1 <= threads <= 256:
@@ -53,9 +59,28 @@ def _options(args, cls):
     if threads is None:
         import os
         threads = os.cpu_count() or 1
-    return cls(runtimes=H._resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
-               size=H.parse_size(args.size), seed=args.seed, given=H.load_inputs(args.inputs),
+    opts = cls(runtimes=T.resolve_runtimes(args.runtimes), threads=threads, xnnpack=not args.no_xnnpack,
+               size=T.parse_size(args.size), seed=args.seed, given=T.load_inputs(args.inputs),
                rules=load_tolerances(args.tolerances) if args.tolerances else None)
+    opts.user_rules = list(opts.rules or [])
+    if getattr(args, "emulate", None):   # --- fp16 emulation (issue #16)
+        from styleport.runtime.emulate import RUNTIME_OF_MODE, emulation_rules
+        if args.runtimes:
+            raise BadInput("--emulate picks its own runtime (the fp16 emulator): drop --runtimes")
+        opts.runtimes = [RUNTIME_OF_MODE[args.emulate]]
+        opts.rules = emulation_rules(opts.rules)
+    return opts
+
+
+def _float_artifacts(arts, verb):
+    """--emulate covers float artefacts: int8 ones are left out, with a note."""
+    keep = [a for a in arts if (a.precision or "fp32") in ("fp32", "fp16")]
+    if len(keep) < len(arts):
+        print(f"styleport: note: --emulate: {len(arts) - len(keep)} int8 artefact(s) left out of {verb} "
+              "(fp16 emulation covers fp32 and fp16 artefacts)", file=sys.stderr)
+    if not keep:
+        raise BadInput("--emulate: no fp32 or fp16 artefact to run")
+    return keep
 
 
 def _write_outputs(args, doc, checks, results=None, title="styleport"):
@@ -96,29 +121,36 @@ def _report_errors(checks, results=None):
 
 def cmd_bench(args) -> int:
     from styleport.reports.json_report import BENCH_KIND, BENCH_SCHEMA
-    from styleport.runtime import harness as H
+    from styleport.runtime import bench as B
+    from styleport.runtime import checks as C
+    from styleport.runtime import targets as T
     from styleport.runtime.machine import machine_info
     for name in ("warmup_runs", "num_runs"):
         if getattr(args, name) < 0 or (name == "num_runs" and args.num_runs < 1):
             raise BadInput(f"--{name} must be >= {1 if name == 'num_runs' else 0}")
     if args.min_seconds < 0 or args.max_seconds <= 0:
         raise BadInput("--min_seconds must be >= 0 and --max_seconds > 0")
-    opts = _options(args, H.BenchOptions)
+    opts = _options(args, B.BenchOptions)
     opts.warmup_runs, opts.num_runs = args.warmup_runs, args.num_runs
     opts.min_seconds, opts.max_seconds = args.min_seconds, args.max_seconds
     opts.parity = not args.no_parity
-    arts = H.collect(args.targets, args.checkpoint, verify=not args.no_verify)
+    opts.profile = args.profile
+    conv = T.convention(args.range, args.order, "")
+    arts = T.collect(args.targets, args.checkpoint, verify=not args.no_verify, conv=conv)
+    if args.emulate:
+        arts = _float_artifacts(arts, "bench")
     t0 = time.perf_counter()
     progress = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    results, checks = H.bench(arts, opts, progress)
+    results, checks = B.bench(arts, opts, progress)
     doc = {"schema": BENCH_SCHEMA, "kind": BENCH_KIND, "machine": machine_info(),
            "settings": {"warmup_runs": opts.warmup_runs, "num_runs": opts.num_runs,
                         "min_seconds": opts.min_seconds, "threads": opts.threads, "xnnpack": opts.xnnpack,
                         "seed": opts.seed, "inputs": "given" if opts.given else "seeded random",
-                        "psnr_peak": 1.0},
+                        "convention": conv.to_dict() if conv else None, "profile": opts.profile,
+                        "psnr_peak": 1.0, "emulate": args.emulate},
            "results": results, "checks": [c.to_dict() for c in checks],
            "elapsed_s": time.perf_counter() - t0}
-    doc["exit_code"] = code = H.exit_code(checks, results)
+    doc["exit_code"] = code = C.exit_code(checks, results)
     _write_outputs(args, doc, checks, results, title="styleport bench")
     _report_errors(checks, results)
     if code == 3 and not any(r["status"] == "error" for r in results):
@@ -128,31 +160,63 @@ def cmd_bench(args) -> int:
 
 def cmd_parity(args) -> int:
     from styleport.reports.json_report import PARITY_KIND, BENCH_SCHEMA
-    from styleport.runtime import harness as H
+    from styleport.runtime import checks as C
+    from styleport.runtime import parity as P
+    from styleport.runtime import targets as T
     from styleport.runtime.machine import machine_info
     modes = sum(bool(x) for x in (args.bundle, args.reference or args.candidate, args.layerwise))
     if modes != 1:
         raise BadInput("give one of: BUNDLE, --reference A --candidate B, or --layerwise A B")
-    opts = _options(args, H.Options)
+    if args.layerwise and args.emulate:
+        raise BadInput("--emulate works with BUNDLE or --reference A --candidate B, not --layerwise "
+                       "(the emulated parity already reports every layer)")
+    convs = {side: T.convention(getattr(args, f"{side}_range"), getattr(args, f"{side}_order"), side)
+             for side in ("reference", "candidate")}
+    if any(convs.values()) and not (args.reference or args.candidate):
+        raise BadInput("--reference-range/--reference-order/--candidate-range/--candidate-order apply to "
+                       "--reference A --candidate B (a bundle's manifest states its own I/O)")
+    opts = _options(args, T.Options)
     t0 = time.perf_counter()
     if args.layerwise:
         return _layerwise(args, opts)
     if args.bundle:
-        arts = H.collect([args.bundle], args.checkpoint)
+        arts = T.collect([args.bundle], args.checkpoint)
         if any(a.bundle is None for a in arts):
             raise BadInput(f"{args.bundle} is not a bundle; for two files use --reference A --candidate B")
-        checks, info = H.bundle_parity(arts, opts)
+        if args.emulate:
+            arts = _float_artifacts(arts, "parity")
+        checks, info = P.bundle_parity(arts, opts)
     else:
         if not (args.reference and args.candidate):
             raise BadInput("--reference and --candidate go together")
-        checks, info = H.pair_parity(args.reference, args.candidate, opts)
+        cand_rt = None
+        if args.emulate:   # only the candidate is emulated; the reference runs in its own runtime
+            cand_rt = opts.runtimes[0]
+            opts.runtimes = None
+        checks, info = P.pair_parity(args.reference, args.candidate, opts, cand_runtime=cand_rt,
+                                     ref_conv=convs["reference"], cand_conv=convs["candidate"])
+    if args.emulate:
+        from styleport.runtime.emulate import annotate
+        annotate(checks)
+        info["emulate"] = args.emulate
     doc = {"schema": BENCH_SCHEMA, "kind": PARITY_KIND, "machine": machine_info(), **info,
            "inputs": "given" if opts.given else f"seeded random (seed {opts.seed})", "psnr_peak": 1.0,
            "checks": [c.to_dict() for c in checks], "elapsed_s": time.perf_counter() - t0}
-    doc["exit_code"] = code = H.exit_code(checks)
+    doc["exit_code"] = code = C.exit_code(checks)
     if info.get("reference_reason"):
         print(f"styleport: note: {info['reference_reason']}", file=sys.stderr)
+    if info.get("reference_artifacts"):
+        print(f"styleport: note: reference (not checked): {', '.join(info['reference_artifacts'])}",
+              file=sys.stderr)
     _write_outputs(args, doc, checks, None, title="styleport parity")
+    if args.emulate and not args.quiet:
+        from styleport.runtime.emulate import render_headroom
+        for c in checks:
+            if c.emulation:
+                print()
+                print(render_headroom(c.emulation, c.name))
+                if c.emulation.get("problem"):
+                    print(c.emulation["problem"])
     _report_errors(checks)
     return code
 
@@ -181,7 +245,7 @@ def add_parsers(sub, common) -> None:
                                    "(peak RSS per runner), with parity against the PyTorch reference when "
                                    "the bundle's checkpoint is found. Exit: 0 ok, 1 parity failed, 2 bad "
                                    "input, 3 a runtime failed.")
-    b.add_argument("targets", nargs="+", metavar="TARGET", help="bundle folder or .onnx/.tflite/.mlpackage/.pte")
+    b.add_argument("targets", nargs="+", metavar="TARGET", help="bundle folder or .onnx/.tflite/.mlpackage/.mlmodel/.pte")
     b.add_argument("--warmup_runs", "--warmup-runs", type=int, default=1, help="untimed runs after the first (1)")
     b.add_argument("--num_runs", "--num-runs", type=int, default=50, help="timed runs, at least (50)")
     b.add_argument("--min_seconds", "--min-seconds", type=float, default=0.0,
@@ -189,7 +253,15 @@ def add_parsers(sub, common) -> None:
     b.add_argument("--max_seconds", "--max-seconds", type=float, default=150.0,
                    help="stop timing after this long (150)")
     b.add_argument("--no-parity", action="store_true", help="timings only")
+    b.add_argument("--profile", action="store_true",
+                   help="add a per-op profile to each result, after its latency loop (ONNX Runtime: the session "
+                        "profiler's kernel times summed by op type, and the slowest nodes); JSON key 'profile', "
+                        "also in --markdown and --report")
     b.add_argument("--no-verify", action="store_true", help="skip the manifest's sha256 checks")
+    b.add_argument("--range", metavar="LO,HI", help="bare model files: the value range of their image inputs "
+                                                    "and outputs (e.g. 0,255); default 0,1")
+    b.add_argument("--order", choices=("rgb", "bgr"), help="bare model files: colour order of their images "
+                                                            "(default rgb)")
     _common(b)
     b.set_defaults(func=cmd_bench)
 
@@ -202,6 +274,11 @@ def add_parsers(sub, common) -> None:
     p.add_argument("bundle", nargs="?", metavar="BUNDLE", help="bundle folder (manifest.json)")
     p.add_argument("--reference", metavar="A", help="reference model file")
     p.add_argument("--candidate", metavar="B", help="candidate model file (same inputs as A)")
+    for side, what in (("reference", "A"), ("candidate", "B")):
+        p.add_argument(f"--{side}-range", metavar="LO,HI",
+                       help=f"value range of {what}'s image inputs and outputs (e.g. 0,255 for a "
+                            "pytorch/examples export); default 0,1")
+        p.add_argument(f"--{side}-order", metavar="rgb|bgr", help=f"colour order of {what}'s images (default rgb)")
     p.add_argument("--layerwise", nargs=2, metavar=("A", "B"),
                    help="first layer where B drifts from A: A a checkpoint folder (torch), .onnx, .tflite or .pte; "
                         "B .onnx, .tflite or .pte (ExecuTorch shows only the outputs of its XNNPACK delegates "

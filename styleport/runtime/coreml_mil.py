@@ -24,8 +24,25 @@ magenta-mobile, fp32/fp16, fixed, ``RangeDim`` and ``EnumeratedShapes`` inputs, 
     add, sub, mul, real_div, relu, relu6, clip, sigmoid, tanh, rsqrt, reduce_mean, concat (incl.
     interleave), slice_by_index, reverse, reshape, expand_dims, squeeze, transpose, cast, linear, matmul.
 
+Image I/O (``ct.ImageType`` inputs and outputs, e.g. ``styleport export --coreml-io image``): in an ML
+program an image feature is a float tensor [1,3,H,W] (or [1,1,H,W] for grayscale) whose values are
+the pixels, 0..255, in the ImageType's colour layout; the ImageType's scale and bias are ``mul`` /
+``add`` ops that coremltools puts at the start of the program (``NAME__scaled__``,
+``NAME__biased__``), so they run like any other op. The runner therefore decodes an image feed the
+way Core ML hands a pixel buffer to the program: it takes 8-bit pixels, RGB order, NCHW [1,3,H,W]
+(uint8, or whole numbers 0..255 in a float array; [1,1,H,W] for grayscale), reorders the channels
+for a BGR layout and passes them as float. For an image output it returns the program's output
+tensor, reordered to RGB: by default as float32 on the 0..255 scale, *before* the 8-bit conversion
+Core ML applies when it writes the pixel buffer (option ``image_output="float"``), so parity measures
+the program's numbers at fp32 precision; ``image_output="pixels"`` returns what a device hands the app,
+clipped to [0, 255] and rounded half-to-even to uint8 (Core ML's own rounding mode is not documented;
+our exported programs clip to [0, 255] themselves, so only the rounding can differ, by at most one
+level). input_specs/output_specs describe image features as dtype uint8 (float32 for a float-mode
+output), layout NCHW, range [0, 255], so ``styleport.runtime.adapt`` maps the harness's [0,1]
+images to pixels and back.
+
 Semantics follow the MIL op definitions in coremltools (``converters/mil/mil/ops/defs``). Anything else —
-another op, a vector-palettised LUT, a 3-D conv, an image-typed input, state or list values — raises
+another op, a vector-palettised LUT, a 3-D conv, state or list values — raises
 :class:`~styleport.runtime.base.RuntimeFailed` (exit 3) naming it; the interpreter never guesses.
 Every op's result is checked against the dtype and the static dimensions the program declares for it
 (a mismatch is an error, not a silent difference).
@@ -37,6 +54,9 @@ op (numpy has no fp16 GEMM/conv worth using, and this keeps results deterministi
 Neural Engine may accumulate in fp16 or fuse ops, so a device can differ from these numbers by more
 than fp16 rounding. fp32 programs compute in float32 throughout (BLAS sgemm for convolutions).
 The ``threads`` option is not used: numpy's BLAS picks its own thread count.
+
+CoreML's older ``neuralNetwork`` models (single ``.mlmodel`` files) run in the sibling interpreter
+:mod:`styleport.runtime.coreml_nn`; ``CoreMLMilRunner`` hands them over, so ``coreml-mil`` opens both.
 
 Limitation: this is a reference interpreter of the *program file*, not Apple's runtime. It proves the
 converter emitted a program (ops, attributes, weights, compression) that computes the right numbers;
@@ -756,16 +776,49 @@ class MilProgram:
 
 # --- the runner ---------------------------------------------------------------------------------
 
+_IMAGE_CHANNELS = {"RGB": 3, "BGR": 3, "GRAYSCALE": 1, "GRAYSCALE_FLOAT16": 1}
+IMAGE_OUTPUT_MODES = ("float", "pixels")
+
+
+def _color_space(feature) -> str:
+    img = feature.type.imageType
+    return type(img).ColorSpace.Name(img.colorSpace)
+
+
+def _image_hw(feature) -> tuple[list, list | None]:
+    """([H, W] with None for a free side, [(lo, hi) H, (lo, hi) W] or None) of an image feature."""
+    img = feature.type.imageType
+    flex = img.WhichOneof("SizeFlexibility")
+    if flex == "imageSizeRange":
+        r = img.imageSizeRange
+        ranges = [(r.heightRange.lowerBound, r.heightRange.upperBound),
+                  (r.widthRange.lowerBound, r.widthRange.upperBound)]
+        return [lo if lo == hi else None for lo, hi in ranges], ranges
+    if flex == "enumeratedSizes":
+        sizes = [(s.height, s.width) for s in img.enumeratedSizes.sizes]
+        return [col[0] if len(set(col)) == 1 else None for col in zip(*sizes)], None
+    return [int(img.height), int(img.width)], None
+
+
 class CoreMLMilRunner(Runner):
     """Run a saved ``.mlpackage`` (ML program) with the numpy reference interpreter, on any OS.
 
     ``path`` is a ``.mlpackage`` directory (or an already loaded ``coremltools.models.MLModel``).
-    Options: ``function`` (default ``main``).
+    Options: ``function`` (default ``main``); ``image_output`` ("float", default, or "pixels": see
+    the module docstring). A single-file ``.mlmodel`` (or a loaded neuralNetwork model) opens in the
+    sibling interpreter, :class:`styleport.runtime.coreml_nn.CoreMLNNRunner`.
     """
 
     name = NAME
     runtime = "coreml-mil"
     formats = ("coreml",)
+
+    def __new__(cls, path=None, *args, **kwargs):
+        if cls is CoreMLMilRunner:
+            from styleport.runtime import coreml_nn
+            if coreml_nn.is_neural_network(path):
+                return coreml_nn.CoreMLNNRunner(path, *args, **kwargs)
+        return super().__new__(cls)
 
     def _open(self):
         try:
@@ -787,11 +840,32 @@ class CoreMLMilRunner(Runner):
         weights_dir = getattr(model, "weights_dir", None)
         self._program = MilProgram(self._spec, weights_dir, self.options.get("function", "main"))
         self._desc_in = {f.name: f for f in self._spec.description.input}
-        for name, _, _ in self._program.inputs:
+        self._image_mode = self.options.get("image_output", "float")
+        if self._image_mode not in IMAGE_OUTPUT_MODES:
+            raise BadInput(f"coreml-mil: image_output must be one of {IMAGE_OUTPUT_MODES}, got {self._image_mode!r}")
+        self._images_in, self._images_out = {}, {}
+        for name, _, dims in self._program.inputs:
             f = self._desc_in.get(name)
-            if f is not None and f.type.WhichOneof("Type") != "multiArrayType":
-                _fail(f"input {name!r} is a {f.type.WhichOneof('Type')}; only tensor (multiArray) inputs "
-                      "are implemented")
+            kind = f.type.WhichOneof("Type") if f is not None else "multiArrayType"
+            if kind == "imageType":
+                self._images_in[name] = self._image_feature(f, dims, "input")
+            elif kind != "multiArrayType":
+                _fail(f"input {name!r} is a {kind}; only tensor (multiArray) and image inputs are implemented")
+        for f in self._spec.description.output:
+            if f.type.WhichOneof("Type") == "imageType":
+                self._images_out[f.name] = self._image_feature(f, self._program.out_types.get(f.name, (None, None))[1],
+                                                               "output")
+
+    @staticmethod
+    def _image_feature(f, dims, what) -> str:
+        space = _color_space(f)
+        if space not in _IMAGE_CHANNELS:
+            _fail(f"image {what} {f.name!r} has colour space {space}, which is not implemented")
+        if dims is not None and (len(dims) != 4 or dims[0] not in (1, None)
+                                 or dims[1] not in (_IMAGE_CHANNELS[space], None)):
+            _fail(f"image {what} {f.name!r} ({space}) is a program tensor of shape "
+                  f"{['?' if d is None else d for d in dims]}, not [1, {_IMAGE_CHANNELS[space]}, H, W]")
+        return space
 
     def _close(self):
         self._program = None
@@ -811,6 +885,11 @@ class CoreMLMilRunner(Runner):
             dims = dims if dims is not None else []
             shape, ranges = [d if d is not None else None for d in dims], None
             f = self._desc_in.get(name)
+            if name in self._images_in:
+                hw, _ = _image_hw(f)
+                specs.append(TensorSpec(name, [1, _IMAGE_CHANNELS[self._images_in[name]]] + hw, "uint8", "NCHW",
+                                        [0, 255]))
+                continue
             if f is not None:
                 arr = f.type.multiArrayType
                 dtype_name = _FEATURE_DTYPES.get(
@@ -830,6 +909,10 @@ class CoreMLMilRunner(Runner):
         specs = []
         for name in self.program.output_names:
             dtype, dims = self.program.out_types.get(name, (np.float32, None))
+            if name in self._images_out:
+                specs.append(TensorSpec(name, list(dims) if dims is not None else [1, 3, None, None],
+                                        "uint8" if self._image_mode == "pixels" else "float32", "NCHW", [0, 255]))
+                continue
             specs.append(TensorSpec(name, list(dims) if dims is not None else [], np.dtype(dtype).name))
         return specs
 
@@ -841,6 +924,9 @@ class CoreMLMilRunner(Runner):
             raise BadInput(f"input {name!r} has shape {shape}; the model wants "
                            f"{['?' if d is None else d for d in dims]}")
         if f is None:
+            return
+        if name in self._images_in:
+            self._check_image(name, value, f)
             return
         arr = f.type.multiArrayType
         flex = arr.WhichOneof("ShapeFlexibility")
@@ -856,6 +942,33 @@ class CoreMLMilRunner(Runner):
         elif len(arr.shape) and list(arr.shape) != shape:
             raise BadInput(f"input {name!r} has shape {shape}; the model wants {list(arr.shape)}")
 
+    def _check_image(self, name, value, f):
+        """An image feed: [1, C, H, W] 8-bit pixels (RGB order) at a size the feature accepts."""
+        space = self._images_in[name]
+        c = _IMAGE_CHANNELS[space]
+        shape = list(value.shape)
+        if len(shape) != 4 or shape[0] != 1 or shape[1] != c:
+            raise BadInput(f"image input {name!r} ({space}) takes pixels shaped [1, {c}, H, W], got {shape}")
+        if value.dtype != np.uint8:
+            if value.dtype.kind not in "iuf" or value.size and (
+                    not np.all(np.isfinite(value)) or value.min() < 0 or value.max() > 255
+                    or np.any(value != np.round(value))):
+                raise BadInput(f"image input {name!r} takes 8-bit pixels (uint8, or whole numbers 0..255), "
+                               f"got {value.dtype} values that are not")
+        hw, ranges = _image_hw(f)
+        img = f.type.imageType
+        if ranges:
+            for s, (lo, hi) in zip(shape[2:], ranges):
+                if s < lo or (hi >= 0 and s > hi):
+                    raise BadInput(f"image input {name!r} is {shape[2]}x{shape[3]} px, outside the model's "
+                                   f"range {ranges} (H, W)")
+        elif img.WhichOneof("SizeFlexibility") == "enumeratedSizes":
+            sizes = [[s.height, s.width] for s in img.enumeratedSizes.sizes]
+            if shape[2:] not in sizes:
+                raise BadInput(f"image input {name!r} is {shape[2]}x{shape[3]} px; the model accepts {sizes} (H, W)")
+        elif shape[2:] != hw:
+            raise BadInput(f"image input {name!r} is {shape[2]}x{shape[3]} px; the model wants {hw[0]}x{hw[1]}")
+
     def _feeds(self, feeds):
         out = {}
         for name, dtype, dims in self.program.inputs:
@@ -864,6 +977,8 @@ class CoreMLMilRunner(Runner):
                                f"{', '.join(n for n, _, _ in self.program.inputs)})")
             value = np.asarray(feeds[name])
             self._check_feed(name, value, dtype, dims)
+            if name in self._images_in and self._images_in[name] == "BGR":
+                value = value[:, ::-1]   # Core ML hands the program B, G, R planes
             out[name] = np.ascontiguousarray(value.astype(dtype, copy=False))
         extra = set(feeds) - set(out)
         if extra:
@@ -871,7 +986,15 @@ class CoreMLMilRunner(Runner):
         return out
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.program.run(self._feeds(feeds))
+        out = self.program.run(self._feeds(feeds))
+        for name, space in self._images_out.items():
+            y = np.asarray(out[name], np.float32)
+            if space == "BGR":
+                y = y[:, ::-1]
+            if self._image_mode == "pixels":
+                y = np.rint(np.clip(y, 0.0, 255.0)).astype(np.uint8)
+            out[name] = np.ascontiguousarray(y)
+        return out
 
     def precision(self) -> str | None:
         """fp16 when the program computes in float16, else fp32; int8 when its weights are stored as

@@ -1,6 +1,12 @@
 """CoreML runner: ``coremltools.models.MLModel.predict`` works on macOS only. On Linux the runner
 raises RuntimeSkipped with the reason (reported as skipped, never as a pass); the 'coreml-mil'
 reference interpreter (styleport/runtime/coreml_mil.py, registered in registry.py) covers Linux.
+
+Image features (``ct.ImageType``, ``export --coreml-io image``) are fed and returned as 8-bit RGB
+pixels NCHW [1,3,H,W] (uint8, range [0, 255]), the same form the coreml-mil runner takes; coremltools'
+``predict`` wants PIL images for them and returns PIL images, converted here. Core ML's image outputs
+are 8-bit, so parity of an image-output artefact on this runtime needs up to 0.5/255 on top of the
+fp32 tolerance (README, "CoreML image I/O"). Untested here: it needs macOS.
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from styleport.runtime.base import Runner, RuntimeFailed, RuntimeSkipped, Tensor
 def _spec(feature) -> TensorSpec:
     t = feature.type
     which = t.WhichOneof("Type")
+    if which == "imageType":
+        img = t.imageType
+        gray = type(img).ColorSpace.Name(img.colorSpace).startswith("GRAYSCALE")
+        hw = [int(img.height) or None, int(img.width) or None]
+        if img.WhichOneof("SizeFlexibility"):
+            hw = [None, None]
+        return TensorSpec(feature.name, [1, 1 if gray else 3] + hw, "uint8", "NCHW", [0, 255])
     if which == "multiArrayType":
         shape = [int(d) for d in t.multiArrayType.shape]
         dt = {65568: "float32", 65552: "float16", 131104: "int32", 65600: "float64"}.get(
@@ -46,6 +59,7 @@ class CoreMLRunner(Runner):
         desc = self.model.get_spec().description
         self._inputs = [_spec(f) for f in desc.input]
         self._outputs = [_spec(f) for f in desc.output]
+        self._images = {f.name for f in list(desc.input) + list(desc.output) if f.type.WhichOneof("Type") == "imageType"}
 
     def _close(self):
         self.model = None
@@ -57,11 +71,21 @@ class CoreMLRunner(Runner):
         return list(self._outputs)
 
     def run(self, feeds):
+        from PIL import Image
+        feeds = {k: (Image.fromarray(np.asarray(v, np.uint8)[0].transpose(1, 2, 0).squeeze(-1) if np.shape(v)[1] == 1
+                                     else np.asarray(v, np.uint8)[0].transpose(1, 2, 0))
+                     if k in self._images else v) for k, v in feeds.items()}
         try:
             out = self.model.predict(feeds)
         except Exception as e:  # noqa: BLE001
             raise RuntimeFailed(f"CoreML failed to run {Path(str(self.path)).name}: {first_line(e)}") from None
-        return {k: np.asarray(v) for k, v in out.items()}
+        res = {}
+        for k, v in out.items():
+            if k in self._images:
+                a = np.asarray(v.convert("L") if v.mode in ("L", "I", "F") else v.convert("RGB"), np.uint8)
+                v = a[None, None] if a.ndim == 2 else a.transpose(2, 0, 1)[None]
+            res[k] = np.asarray(v)
+        return res
 
     def versions(self):
         return {"coremltools": version("coremltools")}

@@ -165,7 +165,7 @@ def layer_errors(ref: np.ndarray, cand: np.ndarray) -> dict:
     peak = float(np.abs(r).max()) if r.size else 0.0
     mx = float(d.max()) if d.size else 0.0
     return {"max_abs": mx, "rel": mx / peak if peak > 0 else (0.0 if mx == 0 else float("inf")),
-            "snr_db": M._db(float(np.sum(r * r)), float(np.sum(d * d))), "nonfinite": 0}
+            "snr_db": M.snr_db(r, c), "nonfinite": 0}
 
 
 def match(ref_t, cand_t, ref_fmt, cand_fmt):

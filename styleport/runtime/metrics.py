@@ -1,15 +1,7 @@
-"""Parity metrics and tolerances (comparators only compare).
+"""Parity tolerances: defaults per model/format/precision, tolerance files, and the pass/fail check.
 
-Images (canonical float32 NCHW in [0,1]):
-  max_abs, mean_abs, p99_abs      absolute error
-  psnr_db                         10*log10(peak^2 / MSE) with peak = 1.0 (the [0,1] value range)
-  ssim                            skimage.metrics.structural_similarity, channel_axis=-1, data_range=1
-                                  (mean over the batch; window shrunk to fit images under 7 px)
-  snr_db                          10*log10(sum(ref^2) / sum((cand-ref)^2))
-  cosine                          cosine similarity of the flattened tensors
-Vectors (the 100-d style bottleneck is not an image, so a peak of 1.0 means nothing): psnr_db and
-ssim are None; judge with cosine, max_abs and snr_db.
-PSNR and SNR are capped at 200 dB (= identical outputs). NaN or Inf in the candidate always fails.
+The metrics themselves (PSNR, SSIM, SNR, cosine, absolute errors and their conventions) have one
+definition, in :mod:`styleport.metrics`; they are re-exported here for the runtime's callers.
 """
 
 from __future__ import annotations
@@ -19,66 +11,13 @@ import math
 import tomllib
 from pathlib import Path
 
-import numpy as np
-
 from styleport.errors import BadInput
+from styleport.metrics import CAP_DB, PSNR_PEAK, compare, cosine, psnr_db, snr_db, ssim  # noqa: F401
 
-CAP_DB = 200.0
 METRICS = {  # name -> direction: "max" means value must be <= threshold, "min" means >=
     "max_abs": "max", "mean_abs": "max", "p99_abs": "max",
     "psnr_db": "min", "ssim": "min", "snr_db": "min", "cosine": "min",
 }
-
-
-def _db(num: float, den: float) -> float:
-    if den <= 0:
-        return CAP_DB
-    if num <= 0:
-        return -CAP_DB
-    return float(min(CAP_DB, 10.0 * math.log10(num / den)))
-
-
-def ssim(ref: np.ndarray, cand: np.ndarray) -> float | None:
-    from skimage.metrics import structural_similarity
-    h, w = ref.shape[2], ref.shape[3]
-    side = min(h, w)
-    if side < 3:
-        return None
-    win = min(7, side if side % 2 else side - 1)
-    vals = [structural_similarity(r.transpose(1, 2, 0), c.transpose(1, 2, 0), channel_axis=-1,
-                                  data_range=1.0, win_size=win)
-            for r, c in zip(ref.astype(np.float64), cand.astype(np.float64))]
-    return float(np.mean(vals))
-
-
-def compare(ref: np.ndarray, cand: np.ndarray, kind: str = "image") -> dict:
-    """Metrics of ``cand`` against ``ref`` (same shape). ``kind`` image or vector."""
-    ref = np.asarray(ref, np.float64)
-    cand = np.asarray(cand, np.float64)
-    if ref.shape != cand.shape:
-        return {"shape_mismatch": [list(ref.shape), list(cand.shape)], "nonfinite": 0}
-    bad = int((~np.isfinite(cand)).sum())
-    bad_ref = int((~np.isfinite(ref)).sum())
-    m = {"kind": kind, "nonfinite": bad, "nonfinite_reference": bad_ref, "numel": int(ref.size)}
-    if bad or bad_ref:
-        m.update(max_abs=None, mean_abs=None, p99_abs=None, psnr_db=None, ssim=None, snr_db=None, cosine=None)
-        return m
-    d = np.abs(cand - ref)
-    mse = float(np.mean(d * d))
-    m["max_abs"] = float(d.max()) if d.size else 0.0
-    m["mean_abs"] = float(d.mean()) if d.size else 0.0
-    m["p99_abs"] = float(np.percentile(d, 99)) if d.size else 0.0
-    m["snr_db"] = _db(float(np.sum(ref * ref)), float(np.sum(d * d)))
-    nr, nc = float(np.linalg.norm(ref)), float(np.linalg.norm(cand))
-    m["cosine"] = float(np.dot(ref.ravel(), cand.ravel()) / (nr * nc)) if nr > 0 and nc > 0 else (
-        1.0 if nr == nc else 0.0)
-    if kind == "image":
-        m["psnr_db"] = _db(1.0, mse)
-        m["ssim"] = ssim(ref, cand) if ref.ndim == 4 and ref.shape[1] == 3 else None
-    else:
-        m["psnr_db"] = None
-        m["ssim"] = None
-    return m
 
 
 # ---- tolerances ---------------------------------------------------------------------------------
@@ -183,3 +122,25 @@ def check(metrics: dict, tol: dict) -> tuple[bool, list[str]]:
         elif METRICS[metric] == "min" and not v >= th:
             reasons.append(f"{metric} {v:.4g} < {th:g}")
     return not reasons, reasons
+
+
+def selector_text(sel: tuple) -> str:
+    parts = list(sel)
+    while len(parts) > 1 and parts[-1] == "*":
+        parts.pop()
+    return "/".join(parts)
+
+
+def check_selectors(rules: list | None, keys) -> None:
+    """Every selector of a tolerance file must match at least one (model, format, precision) of the
+    run: a mistyped selector would otherwise pass silently. Raises BadInput (exit 2) naming it and
+    listing what exists."""
+    if not rules:
+        return
+    keys = {tuple(k) for k in keys}
+    for sel, _ in rules:
+        if not any(all(p == "*" or p == v for p, v in zip(sel, key)) for key in keys):
+            def names(i):
+                return ", ".join(sorted({k[i] for k in keys})) or "none"
+            raise BadInput(f"tolerance selector [{selector_text(sel)}] matches no artefact in this run "
+                           f"(models: {names(0)}; formats: {names(1)}; precisions: {names(2)})")

@@ -1,4 +1,12 @@
-"""ONNX Runtime runner (CPU execution provider; intra-op threads settable)."""
+"""ONNX Runtime runner (CPU execution provider; intra-op threads settable).
+
+``profile()`` uses ONNX Runtime's own session profiler (``SessionOptions.enable_profiling``) on a
+second session with the same options: per-node kernel times of the *optimized* graph (so a fused
+DQ -> Conv -> Q group shows as one QLinearConv, a fused Conv + Relu as one Conv), one warm-up run
+excluded, summed by op type (base.op_profile). The per-node times are wall times of each kernel
+(parallel inside with ``threads`` > 1); what is left of a run (scheduling, the API call, output
+copies) shows as ``coverage`` < 1.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from styleport.runtime._deps import first_line, need, version
-from styleport.runtime.base import Runner, RuntimeFailed, TensorSpec
+from styleport.runtime.base import Runner, RuntimeFailed, TensorSpec, op_profile
 
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
@@ -28,8 +36,7 @@ class OrtRunner(Runner):
     formats = ("onnx",)
     imports = ("onnxruntime",)
 
-    def _open(self):
-        ort = need("onnxruntime")
+    def _session_options(self, ort):
         so = ort.SessionOptions()
         if self.threads:
             so.intra_op_num_threads = int(self.threads)
@@ -41,6 +48,11 @@ class OrtRunner(Runner):
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
         so.log_severity_level = 3
+        return so
+
+    def _open(self):
+        ort = need("onnxruntime")
+        so = self._session_options(ort)
         src = self.options.get("model_bytes") or str(self.path)
         try:
             self.sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
@@ -66,6 +78,28 @@ class OrtRunner(Runner):
             raise RuntimeFailed(f"onnxruntime failed to run {Path(str(self.path)).name}: {first_line(e)}") from None
         return dict(zip(self._out_names, outs))
 
+    def profile(self, feeds, runs: int = 10):
+        import json
+        import os
+        import tempfile
+        ort = need("onnxruntime")
+        runs = max(1, int(runs))
+        so = self._session_options(ort)
+        so.enable_profiling = True
+        src = self.options.get("model_bytes") or str(self.path)
+        with tempfile.TemporaryDirectory(prefix="styleport-ortprof-") as td:
+            so.profile_file_prefix = os.path.join(td, "ort")
+            try:
+                sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+                for _ in range(runs + 1):  # the first run (allocations, weight prepacking) is left out
+                    sess.run(self._out_names, feeds)
+                path = sess.end_profiling()
+                with open(path) as f:
+                    events = json.load(f)
+            except Exception as e:  # noqa: BLE001
+                raise RuntimeFailed(f"onnxruntime profiling of {Path(str(self.path)).name} failed: {first_line(e)}") from None
+        return summarize_ort_profile(events, runs, self.threads)
+
     def precision(self):
         return onnx_precision(self.path) if not self.options.get("model_bytes") else None
 
@@ -75,6 +109,36 @@ class OrtRunner(Runner):
     def describe(self):
         return {"threads": self.threads, "providers": ["CPUExecutionProvider"],
                 "optimization": self.options.get("optimization", "all")}
+
+
+def summarize_ort_profile(events: list, runs: int, threads=None) -> dict:
+    """base.op_profile dict from ORT profiler events: the last ``runs`` "model_run" events and the
+    "<node>_kernel_time" events inside each of them."""
+    model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                        key=lambda e: e["ts"])[-runs:]
+    if not model_runs:
+        raise RuntimeFailed("onnxruntime profile holds no model_run event")
+    kernels = sorted((e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")),
+                     key=lambda e: e["ts"])
+    per_node: dict[tuple[str, str], float] = {}
+    per_run = []
+    for run in model_runs:
+        t0, t1 = run["ts"], run["ts"] + run["dur"]
+        inside = [e for e in kernels if t0 <= e["ts"] <= t1]
+        per_run.append(sum(e["dur"] for e in inside) / run["dur"] if run["dur"] else 0.0)
+        for e in inside:
+            key = (e["name"][: -len("_kernel_time")], (e.get("args") or {}).get("op_name", "?"))
+            per_node[key] = per_node.get(key, 0.0) + e["dur"] / 1000.0
+    n = len(model_runs)
+    total = sum(e["dur"] for e in model_runs) / 1000.0 / n
+    nodes = [(name, op, ms / n) for (name, op), ms in per_node.items()]
+    notes = ["ONNX Runtime session profiler (SessionOptions.enable_profiling), CPU execution provider: kernel "
+             "times of the optimized graph (fused QDQ groups show as QLinear* ops); first run excluded",
+             f"{threads or 'default'} intra-op threads; per-node times are wall times of each kernel; "
+             "a second session with the benchmark's options, profiled after the latency loop"]
+    out = op_profile("onnxruntime", n, total, nodes, notes)
+    out["coverage"] = round(float(np.median(per_run)), 4)  # median over runs: one preempted run does not decide
+    return out
 
 
 def onnx_precision(path) -> str | None:
@@ -99,4 +163,3 @@ def onnx_precision(path) -> str | None:
     return "fp32"
 
 
-_ = np  # numpy arrays pass straight through

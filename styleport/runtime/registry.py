@@ -4,11 +4,10 @@ matters when a model of its format is run.
     RUNTIMES   name -> (module, class, formats)
     register_runner("coreml-mil", "styleport.runtime.coreml_mil:CoreMLMILRunner", ("coreml",))
 
-Hook for the CoreML reference interpreter: ``styleport/runtime/coreml_mil.py`` (owned elsewhere)
-is already listed as ``coreml-mil``; it defines ``CoreMLMilRunner(Runner)`` (any Runner subclass whose
-``runtime`` is "coreml-mil" is found too). Until the
-module exists, asking for it gives a clear RuntimeSkipped reason. Other runners can be added at run
-time with :func:`register_runner` (e.g. from a plugin's import).
+A module may also define its runner without naming the class here: any Runner subclass of the
+module whose ``runtime`` attribute is the registered name is found. A runtime whose module is not
+part of the build is reported as skipped, with the reason. Other runners can be added at run time
+with :func:`register_runner` (e.g. from a plugin's import).
 """
 
 from __future__ import annotations
@@ -25,6 +24,9 @@ RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "coreml-mil": ("styleport.runtime.coreml_mil", "CoreMLMilRunner", ("coreml",)),
     "torch": ("styleport.runtime.torch_runner", "TorchRunner", ("pytorch",)),
     "executorch": ("styleport.runtime.executorch_runner", "ExecuTorchRunner", ("executorch",)),
+    # fp16 device arithmetic emulated (issue #16; --emulate); never a default runtime
+    "emulate-fp16": ("styleport.runtime.emulate", "EmulatedRunner", ("onnx", "tflite", "coreml")),
+    "emulate-fp16-acc16": ("styleport.runtime.emulate", "EmulatedRunnerAcc16", ("onnx", "tflite", "coreml")),
 }
 
 # Runtimes tried for a format when --runtimes is not given, in order.
@@ -35,6 +37,9 @@ DEFAULTS: dict[str, list[str]] = {
     "pytorch": ["torch"],
     "executorch": ["executorch"],
 }
+
+# Runtimes that can only run on some platforms (sys.platform prefixes); elsewhere they report "skipped".
+PLATFORMS: dict[str, tuple[str, ...]] = {"coreml": ("darwin",)}
 
 ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "tflite": "litert", "ai-edge-litert": "litert",
            "pytorch": "torch", "mil": "coreml-mil", "et": "executorch"}
@@ -99,6 +104,13 @@ def runtimes_for(fmt: str, wanted: list[str] | None = None) -> list[str]:
     if wanted is None:
         return list(DEFAULTS.get(fmt, []))
     return [w for w in wanted if fmt in RUNTIMES[w][2]]
+
+
+def usable_here(name: str) -> bool:
+    """False for a runtime that cannot run on this platform at all (CoreML prediction off macOS)."""
+    import sys
+    plats = PLATFORMS.get(name)
+    return plats is None or sys.platform.startswith(plats)
 
 
 def format_of(path) -> str | None:

@@ -4,7 +4,10 @@ The job (JSON) names the runtime, model path, threads, runner options, manifest 
 size, seed, an optional .npz of canonical feeds and where to write the canonical feeds used and the
 outputs. The worker loads the model (timed), runs it (first run timed apart, then the latency loop)
 and writes one JSON result to ``job["result"]``: timings, peak RSS of this process
-(ru_maxrss, so earlier runners never pollute it) and the RSS before loading.
+(ru_maxrss, so earlier runners never pollute it) and the RSS before loading. With
+``job["profile"]`` true it then asks the runner for a per-op profile of ``job["profile_runs"]``
+runs (default: num_runs, at most 10) and puts it under ``"profile"`` (runtime/base.py gives the
+dict; None when the runtime has no per-op times). Peak RSS is read before profiling.
 Exit status: 0 ok, 3 runtime unavailable/failed, 2 bad job.
 """
 
@@ -62,6 +65,7 @@ def run_job(job: dict) -> dict:
     from styleport.runtime.adapt import IOPlan, merge_manifest
     from styleport.runtime.latency import measure, stats_ms
     from styleport.runtime.registry import make_runner
+    from styleport.runtime.targets import Convention, apply_convention
 
     res = {"ok": False, "rss_before_load_mb": _rss_now_mb()}
     given = load_arrays(job["feeds"], job["feed_names"]) if job.get("feeds") else {}
@@ -78,8 +82,9 @@ def run_job(job: dict) -> dict:
     runner.open()
     res["load_ms"] = (time.perf_counter() - t0) * 1e3
     try:
-        ins = merge_manifest(runner.input_specs(), job.get("manifest_inputs"))
-        outs = merge_manifest(runner.output_specs(), job.get("manifest_outputs"))
+        conv = Convention.from_dict(job.get("convention"))
+        ins = apply_convention(merge_manifest(runner.input_specs(), job.get("manifest_inputs")), conv)
+        outs = apply_convention(merge_manifest(runner.output_specs(), job.get("manifest_outputs")), conv)
         plan = IOPlan(ins, outs, tuple(job.get("size") or (256, 256)))
         canonical = plan.canonical_feeds(given, seed=int(job.get("seed", 0)))
         feeds = plan.feeds(canonical)
@@ -92,13 +97,17 @@ def run_job(job: dict) -> dict:
             input_roles=plan.in_roles, output_roles=plan.out_roles, model_role=plan.model_role,
             input_size=plan.input_size(), precision=runner.precision(), versions=runner.versions(),
             settings=runner.describe(), threads=job.get("threads"))
+        if job.get("profile"):
+            res["peak_rss_mb"] = _peak_rss_mb()  # a profiling session must not count as the model's memory
+            runs = int(job.get("profile_runs") or min(10, max(1, int(job.get("num_runs", 10)))))
+            res["profile"] = runner.profile(feeds, runs)
         if job.get("save"):
             base = job["save"]
             res["feed_names"] = save_arrays(base + ".feeds.npz", canonical)
             res["output_names"] = save_arrays(base + ".outputs.npz", plan.canonical_outputs(first))
     finally:
         runner.close()
-    res["peak_rss_mb"] = _peak_rss_mb()
+    res.setdefault("peak_rss_mb", _peak_rss_mb())
     return res
 
 

@@ -138,7 +138,7 @@ def add_parsers(sub, common) -> None:
     t.add_argument("--teacher", metavar="CKPT",
                    help="distil from this arbitrary-style checkpoint instead of the VGG loss: the student's "
                         "bottlenecks (MSE) and stylisations (L1) are trained to match the teacher's (--lr "
-                        "default 2e-3, cosine decay; used for the embedded default model)")
+                        "default 2e-3, cosine decay), to make a student of your own")
     common.add_loss_net(t)
     t.set_defaults(func=lambda a: cmd_train(a, common))
 

@@ -1,8 +1,9 @@
 """Knowledge distillation: train a student network to reproduce a teacher checkpoint's outputs.
 
-Used to train the embedded default model (styleport/assets/MODEL_CARD.md): the student is a freshly
-initialised ``magenta-mobile`` network; the teacher is an arbitrary-style checkpoint (e.g. Google's
-release imported with ``styleport import --from magenta-tflite``). Two objectives, optimised together:
+A tool for making a student of your own (recipe: styleport/assets/MODEL_CARD.md; the embedded
+default model is Google's network itself, not a student): the student is a freshly initialised
+``magenta-mobile`` network; the teacher is an arbitrary-style checkpoint (e.g. Google's release
+imported with ``styleport import --from magenta-tflite``). Two objectives, optimised together:
 
 - predictor: MSE between student and teacher bottlenecks on random style crops;
 - transformer: L1 between student and teacher stylisations of random content crops, conditioned on

@@ -43,6 +43,7 @@ REFUSED = {
     "truncated.png": (lambda: _png_bytes(_rgb())[:60], "not a readable image"),
     "truncated.jpg": (lambda: _jpeg_bytes(_rgb(200, 200))[:400], "not a readable image"),
     "bomb-20000x20000.png": (_bomb_png, "refused before decoding"),
+    "bomb-15812x15812.png": (lambda: _bomb_png(15812, 15812), "refused before decoding"),  # just over 250 MP
     "random-bytes.jpg": (bytes(range(256)) * 4, "not a readable image"),
 }
 
@@ -95,13 +96,38 @@ def test_gray16_keeps_its_range(tmp_path):
     assert float(t.min()) == 0.0 and float(t.max()) == 1.0  # not clipped to white
 
 
+def test_phone_photo_headers_pass_the_bomb_guard(tmp_path):
+    """A 108 MP (12000x9000) header is a phone photo, not a bomb: it reaches the decoder (which then
+    finds this one truncated) instead of being refused; 20000x20000 stays refused (above)."""
+    p = tmp_path / "phone108.png"
+    p.write_bytes(_bomb_png(12000, 9000))
+    with pytest.raises(BadInput) as e:
+        load_image(p)
+    assert "not a readable image" in str(e.value) and "refused" not in str(e.value)
+
+
 def test_exif_rotation_is_honoured(tmp_path):
-    img = _rgb(40, 20)  # landscape pixels ...
+    a = np.zeros((20, 40, 3), np.uint8)  # landscape pixels: left half red, right half blue ...
+    a[:, :20] = (255, 0, 0)
+    a[:, 20:] = (0, 0, 255)
     exif = Image.Exif()
     exif[0x0112] = 6  # ... stored rotated: orientation 6 = rotate 90 CW to display
-    img.save(tmp_path / "rot.jpg", exif=exif)
-    t = load_tensor(tmp_path / "rot.jpg")
+    Image.fromarray(a).save(tmp_path / "rot.png", exif=exif)
+    t = load_tensor(tmp_path / "rot.png")
     assert t.shape[2:] == (40, 20)  # displayed portrait
+    assert float(t[0, 0, :20].mean()) > 0.9 and float(t[0, 2, 20:].mean()) > 0.9  # red on top, blue below
+    exif[0x0112] = 8  # rotate 90 CCW: the other way up
+    Image.fromarray(a).save(tmp_path / "rot8.png", exif=exif)
+    t = load_tensor(tmp_path / "rot8.png")
+    assert float(t[0, 2, :20].mean()) > 0.9 and float(t[0, 0, 20:].mean()) > 0.9
+
+
+@pytest.mark.parametrize("blob", [b"Exif\x00\x00" + bytes(range(40)), b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05"])
+def test_corrupt_exif_is_shown_as_stored(tmp_path, blob, recwarn):
+    _rgb(40, 20).save(tmp_path / "bad-exif.jpg", exif=blob)
+    t = load_tensor(tmp_path / "bad-exif.jpg")
+    assert t.shape[2:] == (20, 40)
+    assert not [w for w in recwarn if "EXIF" in str(w.message)]  # no Pillow warning on the user's terminal
 
 
 def test_unwritable_and_unknown_output(tmp_path):

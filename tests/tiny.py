@@ -1,9 +1,9 @@
-"""Tiny models and a hand-made bundle for the runtime tests and benchmarks (no exporter needed).
+"""Tiny models and a hand-made bundle for the runtime tests (test fixtures; no styleport exporter involved, so a
+runtime test does not depend on the exporters under test).
 
 ``tiny_bundle(folder)`` writes a checkpoint (magenta-mobile at width 0.25) and a bundle with its
 predictor and transformer as ONNX (dynamo exporter) and TFLite (litert-torch, NHWC I/O) at 64 px,
-plus an fp16 ONNX transformer, and a manifest per styleport/manifest.py. Imports torch: only tests
-and benchmarks use it.
+plus an fp16 ONNX transformer, and a manifest per styleport/manifest.py.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def tiny_bundle(folder: str | os.PathLike, size: int = 64, style_size: int = 64,
         add("predictor", "tflite", "fp32", "tflite/predictor.fp32.tflite",
             [io_entry("style_image", [1, style_size, style_size, 3], "NHWC")],
             [io_entry("style_bottleneck", [1, 1, 1, 100], "NHWC", None)])
-    doc = {"schema": mf.SCHEMA, "kind": mf.KIND, "created_by": "styleport.runtime.tiny",
+    doc = {"schema": mf.SCHEMA, "kind": mf.KIND, "created_by": "tests/tiny.py",
            "source": {"checkpoint": str(ckpt.resolve()), "sha256": mf.sha256_path(ckpt / "model.safetensors"),
                       "preset": cfg["preset"], "config": cfg},
            "preprocessing": {"range": [0, 1]}, "tools": {}, "artifacts": arts}
