@@ -175,6 +175,12 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
 
     nets = networks(model)
     ckpt_sha = sha256_file(ckpt / WEIGHTS)
+    # --target-psnr (issue 13): every int8 variant is written, the fastest one that reaches the target
+    # becomes the plain int8; with --no-variants only that one stays
+    target = (calibration or {}).get("target_psnr")
+    keep_variants = (calibration or {}).get("variants", True)
+    if target is not None and not keep_variants:
+        calibration = dict(calibration, variants=True)
     jobs = [(n, f, p) for n in nets for f in formats for p in precisions]
     artifacts = []
     t_start = time.perf_counter()
@@ -226,14 +232,21 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
                 v["details"]["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
                 artifacts.append({**entry, "bytes": size_path(v["path"]), "sha256": sha256_path(v["path"]),
                                   "details": v["details"]})
+        if target is not None and "int8" in precisions:
+            from styleport.quantization import _has_calibration
+            if "onnx" in formats and _has_calibration(calibration):
+                current = ("transformer", "onnx", f"int8 --target-psnr {target} (float-layer search)")
+                artifacts.append(_target_psnr(model, tmp, fp32_paths, size, style_size, calibration, float(target),
+                                              opset, ckpt_sha, doc, credits))
+            elif "onnx" in formats:
+                print("styleport: --target-psnr: no calibration images, so no ONNX float-layer search "
+                      "(variant 'target'); choosing among the int8 artefacts written", file=sys.stderr)
         if any(p != "fp32" for p in precisions):
             from styleport.quantization.report import write_quality_report
-            write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
-        target = (calibration or {}).get("target_psnr")
-        if target is not None:
-            current = ("transformer", "onnx", f"int8 --target-psnr {target}")
-            artifacts.append(_target_psnr(model, tmp, fp32_paths, size, style_size, calibration, float(target),
-                                          opset))
+            qdoc = write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
+            if target is not None and "int8" in precisions:
+                current = ("int8", "choice", f"--target-psnr {target}")
+                _choose_int8(tmp, artifacts, qdoc, float(target), keep_variants, doc, ckpt_sha, style_size, credits)
         shutil.rmtree(tmp / "_work", ignore_errors=True)
         manifest = {
             "schema": SCHEMA, "kind": KIND, "created_by": f"styleport {__version__}",
@@ -283,24 +296,60 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         bar.close()
 
 
-def _target_psnr(model, tmp, fp32_paths, size, style_size, calibration, target, opset) -> dict:
-    """``--target-psnr``: the smallest set of float layers that brings the ONNX static int8
-    transformer to the target PSNR; written as variant ``target`` with the curve in sensitivity.json."""
+def _target_psnr(model, tmp, fp32_paths, size, style_size, calibration, target, opset, ckpt_sha, doc,
+                 credits) -> dict:
+    """``--target-psnr``, first half: the smallest set of float layers that brings the ONNX static
+    int8 transformer to the target PSNR; written as variant ``target`` (curve in sensitivity.json),
+    one more candidate for the latency-aware choice (:func:`_choose_int8`)."""
     import json
 
-    from styleport.quantization import search_target_psnr
+    from styleport.quantization import _variant_path, search_target_psnr
 
     job = _Job.make(model, "transformer", "onnx", "fp32", size, style_size, False, opset, None)
     base = job.fp32_base(tmp, fp32_paths)
-    rel = "onnx/transformer.int8.target.onnx"
+    rel = _variant_path(Path(artefact_path("onnx", "transformer", "int8")), "target").as_posix()
     res = search_target_psnr(base, tmp / rel, model=model, network="transformer", inputs=job.inputs,
                              sample=job.sample, calibration=calibration, target_psnr=target, style_size=style_size)
     (tmp / "sensitivity.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
-    shutil.rmtree(tmp / "_work", ignore_errors=True)
-    return {"model": "transformer", "format": "onnx", "precision": "int8", "variant": "target",
-            "path": rel, "bytes": size_path(tmp / rel), "sha256": sha256_path(tmp / rel), "inputs": job.inputs,
-            "outputs": job.outputs, "details": {"target_psnr_db": target, "report": "sensitivity.json",
-                                                **{k: res[k] for k in ("float_layers", "psnr_db") if k in res}}}
+    entry = {"model": "transformer", "format": "onnx", "precision": "int8", "variant": "target", "path": rel,
+             "io": io_kind(job.inputs, job.outputs), "inputs": job.inputs, "outputs": job.outputs}
+    details = {"target_psnr_db": target, "report": "sensitivity.json", "int8_kind": "target",
+               **{k: res[k] for k in ("float_layers", "psnr_db") if k in res}}
+    details["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
+    return {**entry, "bytes": size_path(tmp / rel), "sha256": sha256_path(tmp / rel), "details": details}
+
+
+def _choose_int8(tmp, artifacts, qdoc, target, keep_variants, doc, ckpt_sha, style_size, credits) -> None:
+    """``--target-psnr``, second half: per network and format, the fastest int8 artefact that reaches
+    the target becomes the plain int8 (quantization/choose.py); files re-stamped, hashes redone,
+    quality.json/.md rewritten with the table; without variants only the chosen file stays."""
+    from styleport.quantization.choose import choose
+    from styleport.quantization.report import write_quality_files
+
+    records = choose(tmp, artifacts, qdoc, target)
+    for rec in records:
+        for a in artifacts:
+            if (a["model"], a["format"], a["precision"]) == (rec["model"], rec["format"], "int8") and not a.get("variant"):
+                a["details"]["int8_choice"] = {k: rec[k] for k in ("target_psnr_db", "chosen", "changed", "reason")}
+    if not keep_variants:
+        gone = [a for a in artifacts if a.get("variant")]
+        for a in gone:
+            p = tmp / a["path"]
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        artifacts[:] = [a for a in artifacts if not a.get("variant")]
+        kept = {a["path"] for a in artifacts}
+        qdoc["results"] = [r for r in qdoc["results"] if r["path"] in kept or r.get("precision") != "int8"
+                           and not r.get("variant")]
+    changed = {(r["model"], r["format"]) for r in records if r["changed"]}
+    for a in artifacts:
+        if a["precision"] == "int8" and (a["model"], a["format"]) in changed:  # swapped: re-stamp, re-hash
+            entry = {k: a[k] for k in ("model", "format", "precision", "path", "io", "inputs", "outputs")}
+            if a.get("variant"):
+                entry["variant"] = a["variant"]
+            a["details"]["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
+            a["bytes"], a["sha256"] = size_path(tmp / a["path"]), sha256_path(tmp / a["path"])
+    qdoc["int8_choice"] = records
+    write_quality_files(tmp, qdoc)
 
 
 def _stamp(tmp: Path, doc: dict, ckpt_sha: str, entry: dict, style_size: int, credits) -> dict:

@@ -49,8 +49,12 @@ def add_parsers(sub, common) -> None:
                    help="write only the plain artefact of each precision (no dynamic/qlinear/a16w8/full/palettize "
                         "variants)")
     p.add_argument("--target-psnr", type=float, default=None, metavar="DB",
-                   help="ONNX static int8: keep the fewest layers in float that reach DB on held-out images "
-                        "(adds variant 'target' and sensitivity.json with the size/latency-vs-PSNR curve)")
+                   help="latency-aware int8: time every int8 artefact of each network and format on this "
+                        "machine and score it on the held-out images; the fastest whose worst pair reaches DB "
+                        "becomes the plain int8 (table in quality.json/quality.md; CoreML keeps its plain "
+                        "int8, its latency cannot be measured off macOS). With calibration images the ONNX "
+                        "transformer also gets variant 'target': the fewest layers kept float that reach DB "
+                        "(curve in sensitivity.json). With --no-variants only the chosen file is kept")
     p.add_argument("--no-fp16-rescale", action="store_true",
                    help="fp16 artefacts: do not scale down the convs that feed instance norms (by default "
                         "they are, with eps to match, so fp16 devices keep clear of the 65504 range; fp32 "
@@ -88,8 +92,10 @@ def cmd_export(args) -> int:
     if args.no_variants:
         calibration["variants"] = False
     if args.target_psnr is not None:
-        if "onnx" not in formats:
-            raise BadInput("--target-psnr works on the ONNX static int8 path: include onnx in --formats")
+        if "int8" not in precisions:
+            raise BadInput("--target-psnr chooses among int8 artefacts: include int8 in --precisions")
+        if not 0 < args.target_psnr < 200:
+            raise BadInput(f"--target-psnr must be a PSNR in dB between 0 and 200, got {args.target_psnr:g}")
         calibration["target_psnr"] = args.target_psnr
     manifest = export_bundle(args.checkpoint, args.out, formats, precisions, size=size, style_size=args.style_size,
                              dynamic=args.dynamic, force=args.force, opset=args.opset,

@@ -138,8 +138,8 @@ def stamp(fmt: str, path: Path, meta: dict, inputs: list, outputs: list) -> dict
         _stamp_onnx(path, meta)
         where = "ONNX doc_string, metadata_props and graph input/output doc_string"
     else:
-        # an ExecuTorch program has no free-form metadata section; bundle.json carries the record
-        return {"where": None, "reason": f"{fmt} files have no metadata field; see bundle.json"}
+        # an ExecuTorch program has no free-form metadata section; manifest.json carries the record
+        return {"where": None, "reason": f"{fmt} files have no metadata field; see manifest.json"}
     return {"where": where, "name": meta["name"], "version": meta["version"], "author": meta["author"],
             "license": meta["license"]}
 

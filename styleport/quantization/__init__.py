@@ -150,7 +150,7 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
                 extra.append({"variant": v, "path": p, "details": dict(d, calibration=source if v != "dynamic" else None)})
     elif fmt == "coreml":
         from styleport.quantization import coreml_quant as M
-        details = M.compress(fp32_path, out_path, "int8")
+        details = dict(M.compress(fp32_path, out_path, "int8"), int8_kind="linear")
         if want_variants:
             for v in COREML_PALETTES:
                 p = _variant_path(out_path, v)
@@ -161,7 +161,7 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
         # 41.4 dB vs the static 34.2 dB on Google's weights, benchmarks/quantization.md); the static
         # one (faster: 0.49 vs 0.58x fp32 at 1 thread) is the variant "static" when calibrated
         module, sample, inputs, outputs = ctx["module"], ctx["sample"], ctx["inputs"], ctx["outputs"]
-        details = X.quantize(module, sample, inputs, outputs, out_path, "dynamic")
+        details = dict(X.quantize(module, sample, inputs, outputs, out_path, "dynamic"), int8_kind="dynamic")
         if feeds is not None:
             p = _variant_path(out_path, "static")
             try:

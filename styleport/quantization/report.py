@@ -263,7 +263,31 @@ def markdown(doc: dict) -> str:
                      f"{r.get('ssim', '-')} | {r.get('latency_ms', '-')} | {ops(r.get('ops_quantized'))} | "
                      f"{ops(r.get('ops_float'))} |")
     lines += _headroom_md(doc)
+    lines += _choice_md(doc.get("int8_choice"))
     return "\n".join(lines) + "\n"
+
+
+def _choice_md(records) -> list[str]:
+    """The --target-psnr table: every int8 candidate per network and format, the Pareto front, the choice."""
+    if not records:
+        return []
+    t = records[0]["target_psnr_db"]
+    lines = ["", f"## int8 choice (--target-psnr {t:g} dB)", "",
+             "Per network and format, every int8 artefact timed here (interleaved, median) and scored on the "
+             "held-out pairs above; the fastest whose worst pair reaches the target is the plain int8. "
+             "Pareto: not beaten on both ms and worst-pair PSNR.", "",
+             "| model | format | variant | bytes | ms | PSNR dB (min) | meets | Pareto | chosen |",
+             "|---|---|---|---:|---:|---:|---|---|---|"]
+    for rec in records:
+        for r in rec["candidates"]:
+            p = f"{r['psnr_db']:.1f} ({r['psnr_min_db']:.1f})" if r.get("psnr_min_db") is not None else "-"
+            lines.append(f"| {rec['model']} | {rec['format']} | {r['variant']}{' (was plain)' if r['plain'] else ''} | "
+                         f"{r['bytes']:,} | {r['ms'] if r['ms'] is not None else '-'} | {p} | "
+                         f"{'yes' if r['meets'] else 'no'} | {'yes' if r['variant'] in rec['pareto'] else ''} | "
+                         f"{'**yes**' if r['variant'] == rec['chosen'] else ''} |")
+    lines.append("")
+    lines += [f"- {rec['model']} {rec['format']}: {rec['chosen']} ({rec['reason']})" for rec in records]
+    return lines
 
 
 def write_quality_report(root, artifacts, model, fp32_paths, size, style_size, calibration=None) -> dict:
@@ -279,6 +303,11 @@ def write_quality_report(root, artifacts, model, fp32_paths, size, style_size, c
         if r.get("psnr_db") is not None:
             a.setdefault("details", {})["quality"] = {"psnr_db": r["psnr_db"], "ssim": r["ssim"],
                                                       "vs": "torch fp32, held-out images (quality.json)"}
+    write_quality_files(root, doc)
+    return doc
+
+
+def write_quality_files(root, doc: dict) -> None:
+    root = Path(root)
     (root / "quality.json").write_text(json.dumps(doc, indent=2, default=str).replace("Infinity", "null") + "\n")
     (root / "quality.md").write_text(markdown(doc))
-    return doc
