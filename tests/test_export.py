@@ -250,3 +250,58 @@ def test_inspect_bad_files_exit_2(tmp_path):
     z.write_bytes(b"")
     assert_one_line_error(run_cli("inspect", z), 2, "empty")
     assert_one_line_error(run_cli("inspect", tmp_path / "model.pb"), 2)
+
+
+# ---- the export-time fp32 check is a gate (issue 15) ----------------------------------------------
+
+def _break_onnx(monkeypatch, delta=0.05):
+    """A deliberately broken conversion: the ONNX exporter writes the file, then the last conv's bias
+    is shifted by ``delta``, as a converter bug would; ONNX Runtime then runs the broken file."""
+    import onnx
+    from onnx import numpy_helper
+
+    import styleport.export.onnx_export as OE
+    real = OE.export
+
+    def broken(module, sample, inputs, outputs, path, opts):
+        details = real(module, sample, inputs, outputs, path, opts)
+        m = onnx.load(str(path))
+        last = [n for n in m.graph.node if n.op_type == "Conv"][-1]   # no instance norm after it to undo a shift
+        init = next(t for t in m.graph.initializer if t.name == last.input[2])
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) + delta, init.name))
+        onnx.save(m, str(path))
+        return details
+    monkeypatch.setattr(OE, "export", broken)
+
+
+def test_a_miscompile_fails_the_export_and_keeps_the_old_bundle(tmp_path, monkeypatch, capsys):
+    import json
+
+    from styleport.cli import main
+    from styleport.models.checkpoint import save_checkpoint
+    from styleport.models.presets import build, default_config
+    cfg = default_config("johnson", width=0.125)
+    ck = save_checkpoint(build(cfg), cfg, tmp_path / "ck")
+    args = ["export", str(ck), "--out", str(tmp_path / "b"), "--formats", "onnx", "--size", "32", "--no-progress"]
+    assert main(args) == 0
+    good = (tmp_path / "b" / "manifest.json").read_bytes()
+    assert json.loads(good)["artifacts"][0]["details"]["check"]["passed"] is True
+    _break_onnx(monkeypatch)
+    capsys.readouterr()
+    assert main(args + ["--force"]) == 3
+    err = capsys.readouterr().err
+    assert "transformer onnx fp32 differs from PyTorch beyond the fp32 tolerance" in err and "max_abs" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert (tmp_path / "b" / "manifest.json").read_bytes() == good          # the old bundle is intact
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".b.tmp")]
+    # --tolerances can widen the gate; --allow-drift writes it anyway and records the drift
+    (tmp_path / "wide.toml").write_text('["transformer/onnx/fp32"]\nmax_abs = 1.0\n')
+    assert main(args + ["--force", "--tolerances", str(tmp_path / "wide.toml")]) == 0
+    assert main(args + ["--force", "--allow-drift"]) == 0
+    check = json.loads((tmp_path / "b" / "manifest.json").read_text())["artifacts"][0]["details"]["check"]
+    assert check["passed"] is False and check["drift"] and check["max_abs_vs_torch"] > 1e-3
+    assert "written because of --allow-drift" in capsys.readouterr().err
+    # a mistyped selector is exit 2 before anything is converted
+    (tmp_path / "typo.toml").write_text('["transformr/onnx/fp32"]\nmax_abs = 0.0\n')
+    assert main(args + ["--force", "--tolerances", str(tmp_path / "typo.toml")]) == 2
+    assert "transformr" in capsys.readouterr().err

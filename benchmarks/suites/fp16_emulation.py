@@ -135,11 +135,9 @@ def measure(bundle: Path, ckpt: Path, inputs, bottleneck, label: str) -> list[di
 
 
 def _db(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return None
-    mse = float(np.mean((a - b) ** 2))
-    return 200.0 if mse == 0 else round(min(200.0, 10 * np.log10(1.0 / mse)), 2)
+    from styleport.metrics import psnr_db
+    got = psnr_db(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    return None if got is None else round(got, 2)
 
 
 def faithfulness(ckpt: Path, bundle: Path, rescaled: bool, size: int) -> dict:

@@ -75,8 +75,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _check_fp32(fmt: str, path: Path, module, sample, inputs) -> dict:
-    """Run the fresh fp32 artefact once against the wrapped torch module (catches miscompiles)."""
+def _check_fp32(fmt: str, path: Path, module, sample, inputs, outputs, net: str, rules=None,
+                allow_drift: bool = False) -> dict:
+    """Run the fresh fp32 artefact once against the wrapped torch module and judge it at the fp32
+    tolerance of ``parity`` (its defaults, overridden by ``rules`` from ``--tolerances``). Beyond it
+    the export fails (exit 3, nothing written) unless ``allow_drift``; then the drift is recorded."""
+    from styleport.metrics import compare
+    from styleport.runtime.metrics import check, resolve_tolerance
     with torch.no_grad():
         ref = module(*sample).numpy()
     feeds = {s["name"]: t.numpy() for s, t in zip(inputs, sample)}
@@ -84,10 +89,28 @@ def _check_fp32(fmt: str, path: Path, module, sample, inputs) -> dict:
         runtime, got = exporter(fmt).check(path, feeds)
     except CheckSkipped as e:
         return {"runtime": None, "reason": str(e)}
-    err = float(np.abs(np.asarray(got).astype(np.float64) - ref).max())
-    if not np.isfinite(err):
+    got = np.asarray(got)
+    if got.shape != ref.shape:
+        raise RuntimeError(f"{fmt} output shape {list(got.shape)} differs from torch's {list(ref.shape)}")
+    if not np.isfinite(got).all():
         raise RuntimeError(f"{fmt} output holds NaN/Inf")
-    return {"runtime": runtime, "max_abs_vs_torch": err}
+    out = (outputs or [{}])[0]
+    image = out.get("name") == "stylized_image"
+    r, g = ref, got
+    if image and out.get("layout") == "NHWC":
+        r, g = ref.transpose(0, 3, 1, 2), got.transpose(0, 3, 1, 2)
+    m = compare(r, g, "image" if image else "vector")
+    tol = resolve_tolerance(net, fmt, "fp32", runtime, rules)
+    ok, reasons = check(m, tol)
+    res = {"runtime": runtime, "max_abs_vs_torch": float(m["max_abs"]), "tolerance": tol, "passed": ok}
+    if not ok:
+        what = f"{net} {fmt} fp32 differs from PyTorch beyond the fp32 tolerance ({'; '.join(reasons)})"
+        if not allow_drift:
+            raise ConversionError(f"{what}: a miscompile; the bundle was not written, an existing one is left "
+                                  "as it was (--allow-drift writes it anyway, --tolerances F sets the tolerance)")
+        res["drift"] = reasons
+        print(f"styleport: warning: {what}; written because of --allow-drift", file=sys.stderr)
+    return res
 
 
 @dataclass
@@ -133,12 +156,15 @@ class _Job:
 
 def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisions=("fp32",), size=384,
                   style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None,
-                  export_options: dict | None = None, fp16_rescale=True, coreml_io="tensor", credits=None) -> dict:
+                  export_options: dict | None = None, fp16_rescale=True, coreml_io="tensor", credits=None,
+                  tolerances: list | None = None, allow_drift: bool = False) -> dict:
     """Write the bundle. ``export_options`` goes unchanged to every format's exporter
     (``ExportOptions.extra``): format-specific switches live there, not in this signature.
     ``coreml_io``: "tensor" or "image" (coreml_export.image_io); ``credits``: {"author", "license"}
     overrides for the files' metadata (export/metadata.py); ``fp16_rescale``: the fp16-safe rescale of
-    convs feeding instance norms (export/fp16safe.py) for fp16 artefacts."""
+    convs feeding instance norms (export/fp16safe.py) for fp16 artefacts. ``tolerances``: rules of
+    ``runtime.metrics.load_tolerances`` for the fp32 check against torch; ``allow_drift``: write the
+    bundle even when an fp32 artefact breaks that tolerance (recorded in its ``details.check``)."""
     from styleport.export.coreml_export import IO_KINDS
     from styleport.quantization import make_variant
 
@@ -166,6 +192,9 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     if calibration and "int8" in precisions:
         from styleport.quantization.calibration import check as check_calibration
         check_calibration(calibration)
+    if tolerances:  # a mistyped selector must not pass silently (as in parity)
+        from styleport.runtime.metrics import check_selectors
+        check_selectors(tolerances, [(n, f, p) for n in networks(model) for f in formats for p in precisions])
     _clean_stale(parent, out.name)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}.", dir=parent))
@@ -204,7 +233,8 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
             if prec in exporter(fmt).NATIVE:
                 details = job.export(path)
                 if prec == "fp32":
-                    details["check"] = _check_fp32(fmt, path, job.module, job.sample, job.inputs)
+                    details["check"] = _check_fp32(fmt, path, job.module, job.sample, job.inputs, job.outputs,
+                                                   net, tolerances, allow_drift)
                     fp32_paths[(net, fmt)] = path
             else:
                 # quantizers start from the fp32 artefact (made unlisted if needed) or from the module

@@ -59,6 +59,12 @@ def add_parsers(sub, common) -> None:
                    help="fp16 artefacts: do not scale down the convs that feed instance norms (by default "
                         "they are, with eps to match, so fp16 devices keep clear of the 65504 range; fp32 "
                         "numbers are unchanged; the scales go in the manifest details)")
+    p.add_argument("--tolerances", metavar="F.toml|F.json",
+                   help="tolerance overrides for the export-time fp32 check, as for parity (default: parity's "
+                        "fp32 tolerances: max abs 1e-4 ONNX/ExecuTorch, 1e-3 TFLite; predictor SNR 60 dB)")
+    p.add_argument("--allow-drift", action="store_true",
+                   help="write the bundle even when a fresh fp32 artefact differs from PyTorch beyond the fp32 "
+                        "tolerance (recorded in its details.check); by default that fails with exit 3")
     p.add_argument("--json", metavar="FILE", help="also write the manifest here")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_export)
@@ -81,6 +87,8 @@ def cmd_export(args) -> int:
     if args.opset is not None and args.opset < 17:
         raise BadInput(f"--opset must be >= 17, got {args.opset}")
     size = (args.height or args.size, args.width_px or args.size)
+    from styleport.runtime.metrics import load_tolerances
+    rules = load_tolerances(args.tolerances) if args.tolerances else None
     calibration = {"content": args.calib_content, "style": args.calib_style, "count": args.calib_count,
                    "synthetic": args.calib_synthetic}
     if args.calib_method:
@@ -101,7 +109,8 @@ def cmd_export(args) -> int:
                              dynamic=args.dynamic, force=args.force, opset=args.opset,
                              progress=not args.no_progress, calibration=calibration,
                              fp16_rescale=not args.no_fp16_rescale, coreml_io=args.coreml_io,
-                             credits={"author": args.author, "license": args.license})
+                             credits={"author": args.author, "license": args.license},
+                             tolerances=rules, allow_drift=args.allow_drift)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(manifest, f, indent=2)
