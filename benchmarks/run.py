@@ -1,14 +1,14 @@
 """`make bench`: run the benchmark suites (benchmarks/suites/*.py), each in its own process, then
 rewrite benchmarks/RESULTS.md from the JSON in benchmarks/results/.
 
-    .venv/bin/python benchmarks/run.py                 # default set, ~15 min on 2 busy cores
+    .venv/bin/python benchmarks/run.py                 # default set, ~45 min on 2 quiet cores
     .venv/bin/python benchmarks/run.py --full          # + 384²/512² in suite 1, 3 export repeats
     .venv/bin/python benchmarks/run.py --only roofline,scaling
     .venv/bin/python benchmarks/run.py --render        # only rewrite RESULTS.md from results/*.json
     .venv/bin/python benchmarks/run.py --sizes 256,384,512,1024   # suite 1 sizes
 
-Suites: exported_vs_eager, ours_vs_google, roofline, toolkit_cost, scaling, import_fidelity. Extra flags after `--`
-go to every suite run (e.g. `-- --runs 20`).
+Suites: exported_vs_eager, int8_runtimes, ours_vs_google, roofline, toolkit_cost, scaling, import_fidelity,
+fp16_emulation. Extra flags after `--` go to every suite run (e.g. `-- --runs 20`).
 """
 
 from __future__ import annotations
@@ -24,18 +24,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-SUITES = ("exported_vs_eager", "ours_vs_google", "roofline", "toolkit_cost", "scaling", "import_fidelity")
+SUITES = ("exported_vs_eager", "int8_runtimes", "ours_vs_google", "roofline", "toolkit_cost", "scaling",
+          "import_fidelity", "fp16_emulation")
 
 
 def commands(full: bool, sizes: str | None) -> dict:
-    s1 = sizes or ("256,384,512" if full else "256")
+    s1 = sizes or ("256,384,512" if full else "384")
     return {
         "exported_vs_eager": ["--sizes", s1, "--threads", "1,2", "--runs", "10"],
+        "int8_runtimes": ["--sizes", "384", "--threads", "1,2", "--runs", "10"],
         "ours_vs_google": ["--threads", "2", "--runs", "10"],
         "roofline": ["--runs", "10"],
         "toolkit_cost": ["--repeats", "3" if full else "1"],
         "scaling": ["--sizes", "256,384,512,768,1024", "--threads", "1", "--runs", "10"],
         "import_fidelity": [],
+        "fp16_emulation": ["--size", "384" if full else "256", "--images", "2"],
     }
 
 

@@ -6,12 +6,13 @@ run by run in one process per preset x threads, plus PSNR of every int8 against 
         [--sizes 384] [--threads 1,2] [--runs 10] [--warmup 2] [--calib-count 8] [--profile]
 
 Sides per runtime: ONNX Runtime fp32, int8 (plain = qlinear), int8 dynamic; LiteRT fp32 and its
-plain int8. Calibration: scikit-image's sample images that are not the held-out photos (content
+plain int8 (dynamic-range); ExecuTorch fp32, int8 (plain = PT2E dynamic) and int8 static. Calibration: scikit-image's sample images that are not the held-out photos (content
 and style), as benchmarks/quantization.md; held-out: ../shared/data/images (4 photos x 2 paintings)
 when present, else styleport's procedural images (the result says which). magenta-mobile uses
 Google's imported weights when ../shared/data/magenta exists; johnson random init (seed 0).
 ``--profile`` adds ONNX Runtime per-op profiles (runtime/onnx_runner.py) of the ORT sides.
 Goals (issue 13): ORT int8 <= 0.6x ORT fp32 on johnson 384², <= 0.8x on magenta-mobile at >= 30 dB.
+ExecuTorch (issue 17): int8 <= 0.6x its fp32.
 Writes benchmarks/results/int8_runtimes.json.
 """
 
@@ -24,8 +25,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from suites.common import (IMAGES, build_model, feeds_for, interleave, litert_call, loadavg,  # noqa: E402
-                           ort_session, paired_ratio, stats, write)
+from suites.common import (IMAGES, build_model, executorch_call, feeds_for, interleave, litert_call,  # noqa: E402
+                           loadavg, ort_session, paired_ratio, stats, write)
 
 GOALS = {"johnson": 0.6, "magenta-mobile": 0.8}
 
@@ -63,6 +64,15 @@ def export(model, folder: Path, size: int, calib: dict, count: int) -> dict:
         for v in d.get("variants", []):
             if v["variant"] == "dynamic":
                 out[fmt]["int8 dynamic"] = v["path"]
+    # ExecuTorch (issue 17): PT2E from the module; plain int8 = dynamic, "static" when calibrated
+    from suites.common import export_transformer
+    et = export_transformer(model, folder, "executorch", ["int8"], size, calibration=dict(calib, count=count),
+                            variants=("static",))
+    inputs, _, _ = io_spec(model, "transformer", "executorch", (size, size), 256)
+    out["executorch"] = {"fp32": et["fp32"], "int8": et["int8"], "inputs": inputs, "int8_kind": "dynamic",
+                         "int8_method": "PT2E XNNPACKQuantizer (dynamic)"}
+    if "int8-static" in et:
+        out["executorch"]["int8 static"] = et["int8-static"]
     return out
 
 
@@ -70,12 +80,11 @@ def psnr_rows(model, paths: dict, size: int) -> tuple[dict, str]:
     from styleport.quantization.report import evaluate
     arts, root = [], None
     for fmt, p in paths.items():
-        for prec in ("int8", "int8 dynamic"):
-            if prec in p:
-                root = p[prec].parent
-                arts.append({"model": "transformer", "format": fmt, "precision": "int8",
-                             "variant": "dynamic" if prec != "int8" else None, "path": p[prec].name,
-                             "bytes": p[prec].stat().st_size, "inputs": p["inputs"]})
+        for prec in [k for k in p if k.startswith("int8") and k != "int8_kind" and k != "int8_method"]:
+            root = p[prec].parent
+            arts.append({"model": "transformer", "format": fmt, "precision": "int8",
+                         "variant": prec[5:] or None, "path": p[prec].name,
+                         "bytes": p[prec].stat().st_size, "inputs": p["inputs"]})
     held = {"eval_content": IMAGES / "content", "eval_style": IMAGES / "style"} if IMAGES.exists() else {}
     doc = evaluate(arts, root, model, (size, size), 256, held)
     return ({f"{r['format']}/{'int8 ' + r['variant'] if r.get('variant') else 'int8'}":
@@ -119,6 +128,11 @@ def main(argv=None) -> int:
                         fn, r = litert_call(paths["tflite"][prec], th, nhwc)
                         keep.append(r)
                         sides[f"litert/{prec}"] = fn
+                    for prec in ("fp32", "int8", "int8 static"):
+                        if prec in paths["executorch"]:
+                            fn, r = executorch_call(paths["executorch"][prec], th, nchw)
+                            keep.append(r)
+                            sides[f"executorch/{prec}"] = fn
                     la0 = loadavg()
                     t = interleave(sides, args.runs, args.warmup)
                     row = {"preset": preset, "size": size, "threads": th, "loadavg": [la0, loadavg()],

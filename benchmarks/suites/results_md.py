@@ -132,9 +132,13 @@ def suite2(doc) -> list[str]:
     lat, f, q = doc["latency"], doc["files"], doc["quality_psnr_db"]
     L = ["## 2. Ours vs Google's TFLite, same weights", "",
          f"Google's Magenta files imported (`magenta_from_tflite`: int8 predictor + f16 transfer) and exported "
-         f"again through `export_bundle(..., ['tflite'], ['fp16','int8'], size={doc['size']}, "
-         "calibration={'variants': False})`: ours int8 = dynamic-range (int8 weights, float activations). "
-         f"LiteRT (XNNPACK), {doc['threads']} threads, {doc['runs']} runs after {doc['warmup']} warmup, sides "
+         f"again through `export_bundle(..., ['tflite'], ['fp16','int8'], size={doc['size']})`"
+         + (f", calibrated on {doc['calibration']}: ours int8 = " + ", ".join(
+             f"{k} {v}" for k, v in doc["int8_kinds"].items()) + " (full = int8 activations and weights, "
+             "dynamic = int8 weights, float activations)" if doc.get("int8_kinds") else
+             ": ours int8 = dynamic-range (int8 weights, float activations)") + ". "
+         f"LiteRT (XNNPACK), {doc['threads']} threads, {doc['runs']} runs after {doc['warmup']} warmup "
+         f"({doc.get('predictor_runs', doc['runs'])} for the predictors), sides "
          f"interleaved per round (predictors together, transfer networks together); load {_la(doc['loadavg'])}. "
          "Inputs: astronaut.png + first painting.", "",
          "| network | file | ms median (min-max) | bytes | ops | Transpose |", "|---|---|---|---|---|---|"]
@@ -153,6 +157,16 @@ def suite2(doc) -> list[str]:
             L.append(f"| {k} (cosine) | {v['mean']:.5f} | {v['min']:.5f} |")
         else:
             L.append(f"| {k} | {v['mean']:.2f} | {v['min']:.2f} |")
+    pq = doc.get("predictor_quality")
+    if pq:
+        o, g = pq["ours"], pq["google"]
+        L += ["", f"Predictor int8 quality ({pq['protocol']}; {pq['pairs']} pairs, content {pq['content_size']}², "
+              f"ours: {', '.join(pq['our_int8_kind'])}). Goal (issue 13): no worse than Google's own int8 predictor.", "",
+              "| predictor | PSNR dB mean | median | worst |", "|---|---|---|---|",
+              f"| Google's style_predict_quantized_256.tflite | {g['mean']} | {g['median']} | {g['min']} |",
+              f"| ours, TFLite int8 plain | {o['mean']} | {o['median']} | {o['min']} |", "",
+              f"Difference of means: {o['mean'] - g['mean']:+.2f} dB; of medians {o['median'] - g['median']:+.2f} dB; "
+              f"of worst pairs {o['min'] - g['min']:+.2f} dB."]
     L += ["", "Op histograms side by side (transfer networks):", "", "| file | top ops |", "|---|---|"]
     for k in ("google/transfer_int8", "google/transfer_f16", "ours/transfer_int8", "ours/transfer_fp16",
               "google/predict_int8", "ours/predict_int8"):
@@ -161,24 +175,50 @@ def suite2(doc) -> list[str]:
 
 
 def suite3(doc) -> list[str]:
-    L = ["## 3. Roofline (fp32)", "",
-         f"GEMM peak: {doc['gemm_n']}² fp32 matmul, median of {doc['runs']} runs; numpy in a fresh process per "
-         "thread count (OpenBLAS threads fixed at import); torch.mm also interleaved with each network below.", "",
-         "| threads | torch.mm GFLOP/s median (best) | numpy GFLOP/s median (best) | load |", "|---|---|---|---|"]
+    L = ["## 3. Roofline (fp32)", ""]
+    cpu = doc.get("cpu") or {}
+    if cpu:
+        L += [f"CPU: {cpu.get('model_name')}, {cpu.get('vendor')} family {cpu.get('family')} model "
+              f"{cpu.get('model')}, nominal {cpu.get('mhz')} MHz, flags {' '.join(cpu.get('flags') or [])}.", ""]
+    L += [f"Ceiling: the theoretical peak from those flags at the nominal clock (benchmarks/suites/roofline.py "
+          f"`theoretical_peak`: FMA width and units per core, VNNI = 4 int8 multiply-adds per fp32 lane). "
+          f"Measured GEMM: {doc['gemm_n']}² fp32 matmul, median of {doc['runs']} runs, torch.mm, numpy (fresh "
+          "process per thread count) and ONNX Runtime's MLAS (a one-MatMul graph); torch.mm is also "
+          "interleaved with each network below.", "",
+          "| threads | theoretical fp32 GFLOP/s | theoretical int8 GOP/s | torch.mm median (best) | numpy median (best) "
+          "| ORT MatMul median (best) | all <= ceiling | load |", "|---|---|---|---|---|---|---|---|"]
     for th, p in doc["peak"].items():
-        L.append(f"| {th} | {p['torch']['gflops_at_median']} ({p['torch']['gflops_at_min']}) | "
-                 f"{p['numpy']['gflops_at_median']} ({p['numpy']['gflops_at_min']}) | {_la(p['loadavg'])} |")
-    L += ["", "FLOPs = 2 x MACs of Conv/Gemm/MatMul from onnx shape inference of the exported fp32 graph. "
-          "% of peak = achieved / max(interleaved torch.mm median, numpy median) at the same thread count.", "",
-          "| preset | size | thr | GFLOP | peak GFLOP/s | ORT fp32 ms | ORT GFLOP/s (% peak) | torch eager ms | "
-          "eager GFLOP/s (% peak) | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+        t = p.get("theoretical") or {}
+        ort = p.get("onnxruntime")
+        L.append(f"| {th} | {t.get('fp32_gflops', '-')} | {t.get('int8_gops', '-')} | "
+                 f"{p['torch']['gflops_at_median']} ({p['torch']['gflops_at_min']}) | "
+                 f"{p['numpy']['gflops_at_median']} ({p['numpy']['gflops_at_min']}) | "
+                 f"{(str(ort['gflops_at_median']) + ' (' + str(ort['gflops_at_min']) + ')') if ort else '-'} | "
+                 f"{_yes(p.get('ceiling_ok'))} | {_la(p['loadavg'])} |")
+    L += ["", "FLOPs = 2 x MACs of Conv/Gemm/MatMul from onnx shape inference of the exported fp32 graph "
+          "(norms, pads and activations left out: achieved rates are lower bounds). % theor. = achieved / "
+          "theoretical ceiling; % GEMM = achieved / the better measured GEMM (interleaved torch.mm or numpy) at "
+          "the same thread count.", "",
+          "| preset | size | thr | GFLOP | ceiling GFLOP/s | GEMM GFLOP/s | ORT fp32 ms | ORT GFLOP/s (% theor., % GEMM) "
+          "| torch eager ms | eager GFLOP/s (% theor., % GEMM) | <= ceiling | load |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["networks"]:
         o, e = r["runtimes"]["onnxruntime/fp32"], r["runtimes"]["torch/eager"]
-        L.append(f"| {r['preset']} | {r['size']}² | {r['threads']} | {r['gflop']} | {r['peak_gflops']} | {_ms(o)} | "
-                 f"{o['gflops_at_median']} ({o['pct_of_peak']}%) | {_ms(e)} | {e['gflops_at_median']} "
-                 f"({e['pct_of_peak']}%) | {_la(r['loadavg'])} |")
+        ceil = (r.get("theoretical") or {}).get("fp32_gflops", "-")
+        L.append(f"| {r['preset']} | {r['size']}² | {r['threads']} | {r['gflop']} | {ceil} | {r['peak_gflops']} | "
+                 f"{_ms(o)} | {o['gflops_at_median']} ({o.get('pct_of_theoretical', '-')}%, {o['pct_of_peak']}%) | "
+                 f"{_ms(e)} | {e['gflops_at_median']} ({e.get('pct_of_theoretical', '-')}%, {e['pct_of_peak']}%) | "
+                 f"{_yes(r.get('ceiling_ok'))} | {_la(r['loadavg'])} |")
+    over = [r for r in doc["networks"] if r.get("ceiling_exceeded_by")]
+    for r in over:
+        L.append(f"\n{r['preset']} {r['threads']}t exceeds the nominal-clock ceiling: {r['ceiling_exceeded_by']} "
+                 "(the core runs above its nominal clock).")
     L.append("")
     return L
+
+
+def _yes(v) -> str:
+    return "-" if v is None else ("yes" if v else "**no**")
 
 
 def suite4(doc, folder) -> list[str]:
@@ -196,6 +236,13 @@ def suite4(doc, folder) -> list[str]:
         L.append("")
     else:
         L += [f"Export matrix failed: {e.get('error')}", ""]
+    f = doc.get("export_cost_fp32")
+    if f and "total_s" in f:
+        t = f["total_s"]
+        L += [f"fp32 only (`{f['command']}`: predictor + transformer x ONNX, TFLite, CoreML): **{t['median']:.0f} s** "
+              f"median of {f['repeats']} (min {t['min']:.0f}, max {t['max']:.0f}); load {_la(f['loadavg'])}.", ""]
+    elif f:
+        L += [f"fp32 export failed: {f.get('error')}", ""]
     h = doc["harness_overhead"]
     L += [f"Harness overhead (`{h['command']}`, exit {h['rc']}: 0 = within 2% on every model); load "
           f"{_la(h['loadavg'])}:", "",
@@ -246,9 +293,69 @@ def suite_import(doc) -> list[str]:
             f"{p['max']} |", ""]
 
 
+def suite_int8(doc) -> list[str]:
+    """int8 vs fp32 per runtime, per preset (issue 13 / 17)."""
+    L = ["## int8 vs fp32 per runtime (transformer)", "",
+         f"Each preset's transformer exported by styleport at fp32 and int8 (calibrated on scikit-image sample "
+         f"images that are not the held-out photos), every side of one row timed interleaved in one process "
+         f"({doc['runs']} runs after {doc['warmup']} warm-up). Ratio = median of per-round int8/fp32 ratios. "
+         f"Goals: ONNX Runtime int8 <= {doc['goals_ort_int8_vs_fp32'].get('johnson')}x fp32 on johnson, "
+         f"<= {doc['goals_ort_int8_vs_fp32'].get('magenta-mobile')}x on magenta-mobile at >= {doc['psnr_goal_db']} dB "
+         "(issue 13); ExecuTorch int8 <= 0.6x its fp32 (issue 17). PSNR: int8 vs fp32 PyTorch on the held-out "
+         "pairs, mean (worst).", ""]
+    for key, q in doc["quality"].items():
+        preset, size = key.split("/")
+        kinds = doc.get("int8", {}).get(key, {})
+        L += [f"### {preset}, {size}² ({doc['weights'].get(preset)})", "",
+              f"Held out: {q['held_out']}. Plain int8 kinds: " + ", ".join(
+                  f"{f} {k.get('int8_kind')}" for f, k in kinds.items()) + ".", "",
+              "| threads | runtime | fp32 ms | int8 side | int8 ms | int8 / fp32 | goal | PSNR dB | load |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        goal_ort = doc["goals_ort_int8_vs_fp32"].get(preset)
+        for r in (r for r in doc["rows"] if r["preset"] == preset and str(r["size"]) == size):
+            for name, ratio in r["ratios"].items():
+                side, base = name.split(" vs ")
+                rt, prec = side.split("/", 1)
+                goal = goal_ort if rt == "onnxruntime" and prec == "int8" else (0.6 if rt == "executorch" else None)
+                ps = q["psnr"].get(f"{ {'onnxruntime': 'onnx', 'litert': 'tflite'}.get(rt, rt) }/{prec}") or {}
+                pt = f"{ps['psnr_db']} ({ps['psnr_min_db']})" if ps.get("psnr_db") is not None else "-"
+                met = "" if goal is None else (" met" if ratio["paired_median"] <= goal and (
+                    ps.get("psnr_db") is None or ps["psnr_db"] >= doc["psnr_goal_db"]) else " **missed**")
+                L.append(f"| {r['threads']} | {rt} | {_ms(r['latency'][base])} | {prec} | {_ms(r['latency'][side])} | "
+                         f"{ratio['paired_median']} | {'' if goal is None else f'<= {goal}{met}'} | {pt} | "
+                         f"{_la(r['loadavg'])} |")
+        L.append("")
+    return L
+
+
+def suite_fp16(doc) -> list[str]:
+    """fp16 on x86 vs emulated fp16 device arithmetic (issue 16)."""
+    L = ["## fp16: x86 vs emulated device arithmetic", "",
+         f"Each network's fp16 bundle, PSNR against {doc['reference']} (peak {doc['psnr_peak']}), {doc['size']}² "
+         f"content, images: {', '.join(doc['images'])}. x86 = the file run as it is here (ONNX Runtime / LiteRT "
+         "compute fp16-weight graphs in fp32; CoreML via coreml-mil); emulated = every tensor stored in fp16 "
+         "(styleport.runtime.emulate), acc16 = fp16 accumulation too. "
+         f"Run took {doc['seconds']} s at load {_la(doc['loadavg'])}.", "",
+         "| network | format | x86 PSNR dB mean (min) | emulated fp16 | emulated fp16-acc16 | first problem (fp16) |",
+         "|---|---|---|---|---|---|"]
+
+    def db(r, k):
+        m, n = r.get(f"{k}_psnr_db_mean"), r.get(f"{k}_psnr_db_min")
+        return "inf/NaN" if m is None else f"{m} ({n})"
+    for r in doc["rows"]:
+        prob = next((x["fp16_problem"] for x in r["images"] if x.get("fp16_problem")), "") or ""
+        L.append(f"| {r['network']} | {r['format']} | {db(r, 'x86')} | {db(r, 'fp16')} | {db(r, 'acc16')} | "
+                 f"{prob[:100]} |")
+    for n in doc.get("notes") or []:
+        L.append(f"\nNote: {n}")
+    L.append("")
+    return L
+
+
 def render(folder: Path) -> str:
     docs = {n: _load(folder, n) for n in ("exported_vs_eager", "exported_vs_eager_large", "ours_vs_google",
-                                          "roofline", "toolkit_cost", "scaling", "import_fidelity")}
+                                          "roofline", "toolkit_cost", "scaling", "import_fidelity",
+                                          "int8_runtimes", "fp16_emulation")}
     run = _load(folder, "run") or {}
     any_doc = next((d for d in docs.values() if d and "machine" in d), None)
     loads = [v["loadavg_start"][0] for v in run.values() if v.get("loadavg_start")]
@@ -282,6 +389,10 @@ def render(folder: Path) -> str:
         L += suite4(docs["toolkit_cost"], folder)
     if docs["scaling"]:
         L += suite5(docs["scaling"])
+    if docs["int8_runtimes"]:
+        L += suite_int8(docs["int8_runtimes"])
+    if docs["fp16_emulation"]:
+        L += suite_fp16(docs["fp16_emulation"])
     if docs["import_fidelity"]:
         L += suite_import(docs["import_fidelity"])
     return "\n".join(L) + "\n"
