@@ -180,25 +180,27 @@ def suite3(doc) -> list[str]:
     if cpu:
         L += [f"CPU: {cpu.get('model_name')}, {cpu.get('vendor')} family {cpu.get('family')} model "
               f"{cpu.get('model')}, nominal {cpu.get('mhz')} MHz, flags {' '.join(cpu.get('flags') or [])}.", ""]
-    L += [f"Ceiling: the theoretical peak from those flags at the nominal clock (benchmarks/suites/roofline.py "
-          f"`theoretical_peak`: FMA width and units per core, VNNI = 4 int8 multiply-adds per fp32 lane). "
+    L += [f"Ceiling: the theoretical peak from those flags (benchmarks/suites/roofline.py `theoretical_peak`: FMA "
+          f"width and units per core, VNNI = 4 int8 multiply-adds per fp32 lane) at the higher of the nominal "
+          f"clock and the clock the best measured GEMM implies (the cores boost above nominal). "
           f"Measured GEMM: {doc['gemm_n']}² fp32 matmul, median of {doc['runs']} runs, torch.mm, numpy (fresh "
           "process per thread count) and ONNX Runtime's MLAS (a one-MatMul graph); torch.mm is also "
           "interleaved with each network below.", "",
-          "| threads | theoretical fp32 GFLOP/s | theoretical int8 GOP/s | torch.mm median (best) | numpy median (best) "
-          "| ORT MatMul median (best) | all <= ceiling | load |", "|---|---|---|---|---|---|---|---|"]
+          "| threads | clock MHz (nominal / implied) | ceiling fp32 GFLOP/s | ceiling int8 GOP/s | torch.mm median (best) "
+          "| numpy median (best) | ORT MatMul median (best) | all <= ceiling | load |", "|---|---|---|---|---|---|---|---|---|"]
     for th, p in doc["peak"].items():
         t = p.get("theoretical") or {}
         ort = p.get("onnxruntime")
-        L.append(f"| {th} | {t.get('fp32_gflops', '-')} | {t.get('int8_gops', '-')} | "
+        L.append(f"| {th} | {(p.get('nominal') or {}).get('mhz', '-')} / {p.get('implied_mhz', '-')} | "
+                 f"{t.get('fp32_gflops', '-')} | {t.get('int8_gops', '-')} | "
                  f"{p['torch']['gflops_at_median']} ({p['torch']['gflops_at_min']}) | "
                  f"{p['numpy']['gflops_at_median']} ({p['numpy']['gflops_at_min']}) | "
                  f"{(str(ort['gflops_at_median']) + ' (' + str(ort['gflops_at_min']) + ')') if ort else '-'} | "
                  f"{_yes(p.get('ceiling_ok'))} | {_la(p['loadavg'])} |")
     L += ["", "FLOPs = 2 x MACs of Conv/Gemm/MatMul from onnx shape inference of the exported fp32 graph "
           "(norms, pads and activations left out: achieved rates are lower bounds). % theor. = achieved / "
-          "theoretical ceiling; % GEMM = achieved / the better measured GEMM (interleaved torch.mm or numpy) at "
-          "the same thread count.", "",
+          "theoretical ceiling; % GEMM = achieved / the best measured GEMM median (interleaved torch.mm, numpy or "
+          "ORT MatMul) at the same thread count.", "",
           "| preset | size | thr | GFLOP | ceiling GFLOP/s | GEMM GFLOP/s | ORT fp32 ms | ORT GFLOP/s (% theor., % GEMM) "
           "| torch eager ms | eager GFLOP/s (% theor., % GEMM) | <= ceiling | load |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
