@@ -8,6 +8,7 @@ rewrite benchmarks/RESULTS.md from the JSON in benchmarks/results/.
     .venv/bin/python benchmarks/run.py --sizes 256,384,512,1024   # suite 1 sizes
 
 Suites: exported_vs_eager, int8_runtimes, ours_vs_google, roofline, toolkit_cost, scaling, import_fidelity,
+default_fidelity (tools/default_model.py fidelity: the embedded default model vs Google's pipeline),
 fp16_emulation. Extra flags after `--` go to every suite run (e.g. `-- --runs 20`).
 """
 
@@ -25,19 +26,22 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 SUITES = ("exported_vs_eager", "int8_runtimes", "ours_vs_google", "roofline", "toolkit_cost", "scaling",
-          "import_fidelity", "fp16_emulation")
+          "import_fidelity", "default_fidelity", "fp16_emulation")
+# suites that are a tool rather than benchmarks/suites/NAME.py
+SCRIPTS = {"default_fidelity": "tools/default_model.py"}
 
 
 def commands(full: bool, sizes: str | None) -> dict:
     s1 = sizes or ("256,384,512" if full else "384")
     return {
         "exported_vs_eager": ["--sizes", s1, "--threads", "1,2", "--runs", "10"],
-        "int8_runtimes": ["--sizes", "384", "--threads", "1,2", "--runs", "10"],
+        "int8_runtimes": ["--sizes", "384", "--threads", "1,2", "--runs", "10", "--profile"],
         "ours_vs_google": ["--threads", "2", "--runs", "10"],
         "roofline": ["--runs", "10"],
         "toolkit_cost": ["--repeats", "3" if full else "1"],
         "scaling": ["--sizes", "256,384,512,768,1024", "--threads", "1", "--runs", "10"],
         "import_fidelity": [],
+        "default_fidelity": ["fidelity", "--json", "benchmarks/results/default_fidelity.json"],
         "fp16_emulation": ["--size", "384" if full else "256", "--images", "2"],
     }
 
@@ -59,8 +63,10 @@ def main(argv=None) -> int:
         log_path = RESULTS / "run.json"
         log = json.loads(log_path.read_text()) if log_path.exists() else {}
         for name in want:
-            cmd = [sys.executable, str(HERE / "suites" / f"{name}.py")] + cmds[name] + extra
-            shown = " ".join([".venv/bin/python", f"benchmarks/suites/{name}.py"] + cmds[name] + extra)
+            script = SCRIPTS.get(name, f"benchmarks/suites/{name}.py")
+            more = [] if name in SCRIPTS else extra
+            cmd = [sys.executable, str(ROOT / script)] + cmds[name] + more
+            shown = " ".join([".venv/bin/python", script] + cmds[name] + more)
             print(f"== {shown}", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             la = [round(x, 2) for x in os.getloadavg()]

@@ -327,6 +327,16 @@ def suite_int8(doc) -> list[str]:
                          f"{ratio['paired_median']} | {'' if goal is None else f'<= {goal}{met}'} | {pt} | "
                          f"{_la(r['loadavg'])} |")
         L.append("")
+        prof = [(r["threads"], k, v) for r in doc["rows"] if r["preset"] == preset and str(r["size"]) == size
+                for k, v in (r.get("profiles") or {}).items() if v]
+        if prof:
+            L += ["Where the ONNX Runtime time goes (`--profile`: ORT's session profiler, per-op-type share of the "
+                  "summed node time):", "", "| threads | side | top op types (% of node time) |", "|---|---|---|"]
+            for th, k, v in prof:
+                tops = ", ".join(f"{o['op']} {o['pct']:.0f}%" for o in (v.get("by_op_type") or [])[:6]
+                                 if o.get("pct") is not None)
+                L.append(f"| {th} | {k} | {tops or '-'} |")
+            L.append("")
     return L
 
 
@@ -357,7 +367,7 @@ def suite_fp16(doc) -> list[str]:
 def render(folder: Path) -> str:
     docs = {n: _load(folder, n) for n in ("exported_vs_eager", "exported_vs_eager_large", "ours_vs_google",
                                           "roofline", "toolkit_cost", "scaling", "import_fidelity",
-                                          "int8_runtimes", "fp16_emulation")}
+                                          "int8_runtimes", "fp16_emulation", "default_fidelity")}
     run = _load(folder, "run") or {}
     any_doc = next((d for d in docs.values() if d and "machine" in d), None)
     loads = [v["loadavg_start"][0] for v in run.values() if v.get("loadavg_start")]
@@ -397,4 +407,10 @@ def render(folder: Path) -> str:
         L += suite_fp16(docs["fp16_emulation"])
     if docs["import_fidelity"]:
         L += suite_import(docs["import_fidelity"])
+    if docs["default_fidelity"]:
+        d = docs["default_fidelity"]
+        L += ["## Default model vs Google's pipeline (`tools/default_model.py fidelity`)", "",
+              "`styleport stylize` with the embedded default model against Google's int8 predictor + f16 transfer "
+              f"files in LiteRT, every photo x painting of ../shared/data/images at 384x384 ({d['pairs']} pairs): "
+              f"PSNR min {d['psnr_db_min']} dB, mean {d['psnr_db_mean']} dB; SSIM min {d['ssim_min']}.", ""]
     return "\n".join(L) + "\n"
