@@ -185,8 +185,9 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
                                           # the int8 that ships is the fastest one that reaches the parity
                                           # tolerance on the images the demo then checks (export --target-psnr)
                                           "eval_content": str(sdir / "content"), "eval_style": str(sdir / "style"),
-                                          "target_psnr": INT8_TARGET_DB},
-                             tolerances=[r for r in rules or [] if r[0][0] != "pipeline"] or None)
+                                          "target_psnr": INT8_TARGET_DB})
+    # (the export's own fp32 gate keeps parity's defaults: --tolerances judge the report's checks, so a
+    # tolerance nothing can meet shows as a failed check in the report, not as an aborted export)
     export_s = time.perf_counter() - t0
     _say(f"exported {len(manifest['artifacts'])} artefacts in {export_s:.0f} s -> {bundle}")
 
