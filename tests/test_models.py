@@ -98,7 +98,7 @@ def test_norm_forms_agree():
             b = net(x, params)
         with layers.forms(net, pad="slices", norm="meanvar"):
             d = net(x, params)
-        with layers.forms(net, pad="slices", norm="scaled", upsample="deconv"):
+        with layers.forms(net, pad="slices", norm="meanvar", conv="phases", upsample="deconv"):
             e = net(x, params)
         c = net(x, params)
     torch.testing.assert_close(a, b, atol=2e-5, rtol=0)
