@@ -367,7 +367,8 @@ def suite_fp16(doc) -> list[str]:
 def render(folder: Path) -> str:
     docs = {n: _load(folder, n) for n in ("exported_vs_eager", "exported_vs_eager_large", "ours_vs_google",
                                           "roofline", "toolkit_cost", "scaling", "import_fidelity",
-                                          "int8_runtimes", "fp16_emulation", "default_fidelity")}
+                                          "int8_runtimes", "fp16_emulation", "default_fidelity",
+                                          "stylize_memory")}
     run = _load(folder, "run") or {}
     any_doc = next((d for d in docs.values() if d and "machine" in d), None)
     loads = [v["loadavg_start"][0] for v in run.values() if v.get("loadavg_start")]
@@ -407,6 +408,16 @@ def render(folder: Path) -> str:
         L += suite_fp16(docs["fp16_emulation"])
     if docs["import_fidelity"]:
         L += suite_import(docs["import_fidelity"])
+    if docs["stylize_memory"]:
+        d = docs["stylize_memory"]
+        L += ["## `styleport stylize` on huge photos: peak memory", "",
+              f"A fresh `styleport stylize` process per case ({d['model']} model, {d['threads']} threads), peak RSS "
+              f"from the kernel (os.wait4 ru_maxrss, what /usr/bin/time reports); load {_la(d['loadavg'])}.", "",
+              "| case | --max-size | exit | output | peak RSS MB | s |", "|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            L.append(f"| {r['case']} | {r['max_size']} | {r['rc']} | {'x'.join(map(str, r.get('output') or [])) or '-'} "
+                     f"| {r['peak_rss_mb']:.0f} | {r['seconds']} |")
+        L.append("")
     if docs["default_fidelity"]:
         d = docs["default_fidelity"]
         L += ["## Default model vs Google's pipeline (`tools/default_model.py fidelity`)", "",
