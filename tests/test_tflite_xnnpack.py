@@ -240,47 +240,19 @@ def test_full_integer_predictor_google_weights(tmp_path):
     calibration), scored on the held-out one with every photo (256² content): the stylised image
     made by the fp32 torch transformer from the int8 bottleneck vs the all-fp32 pipeline; Google's
     own int8 predictor scored the same way on the same pairs."""
-    from styleport.export.tflite_export import export_tflite
-    from styleport.images import load_image
+    import sys
+
     from styleport.models.importers import magenta_from_tflite
-    from styleport.quantization import calibration as C
-    from styleport.quantization import make_variant
-    from styleport.runtime.metrics import compare
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from suites.ours_vs_google import predictor_quality   # the protocol make bench runs at 384²
     google = MAGENTA / "style_predict_quantized_256.tflite"
     model, _ = magenta_from_tflite(google, MAGENTA / "style_transfer_f16_384.tflite")
     model.eval()
-    module = export_module(model, "predictor", "tflite")
-    inputs, outputs, sample = io_spec(model, "predictor", "tflite", (256, 256), 256)
-    p32 = tmp_path / "predictor.fp32.tflite"
-    export_tflite(module, sample, inputs, outputs, p32)
-    styles = sorted((IMAGES / "style").iterdir())
-    contents = [C.content_tensor(load_image(p), (256, 256)) for p in sorted((IMAGES / "content").iterdir())]
-
-    def bottleneck(path, style):
-        with make_runner("litert", path, threads=2) as r:
-            b = r.run({r.input_specs()[0].name: C.to_feed(inputs[0], style)})
-        return torch.from_numpy(np.asarray(next(iter(b.values())), np.float32).reshape(1, -1))
-
-    scores = {"ours": [], "google": []}
-    for k, held in enumerate(styles):
-        calib = tmp_path / f"calib{k}"
-        calib.mkdir()
-        for s in styles:
-            if s != held:
-                (calib / s.name).symlink_to(s)
-        p8 = tmp_path / f"predictor{k}.int8.tflite"
-        details = make_variant("tflite", "int8", p32, p8, model=model, network="predictor", inputs=inputs,
-                               sample=sample, calibration={"style": str(calib), "variants": False})
-        if k == 0:
-            _assert_full_integer(p8, details)
-        style = C.style_tensor(load_image(held), 256)
-        with torch.no_grad():
-            ref_b = model.predictor(style).reshape(1, -1)
-            refs = [model.transformer(c, ref_b).numpy() for c in contents]
-            for name, path in (("ours", p8), ("google", google)):
-                b = bottleneck(path, style)
-                scores[name] += [compare(ref, model.transformer(c, b).numpy())["psnr_db"] for c, ref in zip(contents, refs)]
-    mean = {k: float(np.mean(v)) for k, v in scores.items()}
-    print({k: (round(mean[k], 2), round(float(np.min(v)), 2)) for k, v in scores.items()})
-    assert min(scores["ours"]) >= 38.0
-    assert mean["ours"] >= mean["google"] - 0.5  # measured at 384²: 45.36 vs 45.40 dB (20 pairs)
+    folds = []
+    res = predictor_quality(model, google, sorted((IMAGES / "style").iterdir()),
+                            sorted((IMAGES / "content").iterdir()), 256, tmp_path,
+                            on_fold=lambda k, path, details: folds.append((path, details)))
+    _assert_full_integer(*folds[0])
+    print(res)
+    assert res["pairs"] == 20 and res["ours"]["min"] >= 38.0
+    assert res["ours"]["mean"] >= res["google"]["mean"] - 0.5  # benchmarks/results/ours_vs_google.json: 384²

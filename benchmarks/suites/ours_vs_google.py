@@ -43,11 +43,13 @@ def psnr(a, b):
     return psnr_db(np.asarray(b, np.float64), np.asarray(a, np.float64))
 
 
-def predictor_quality(model, google: Path, styles: list, contents: list, size: int, work: Path) -> dict:
+def predictor_quality(model, google: Path, styles: list, contents: list, size: int, work: Path,
+                      on_fold=None) -> dict:
     """Issue 13's predictor quality protocol: leave one painting out - our full-integer TFLite predictor
     calibrated on the other paintings, scored on the held-out one with every photo: the image the fp32
     torch transformer makes from its bottleneck vs the all-fp32 pipeline (PSNR, styleport.metrics).
-    Google's own int8 predictor scored the same way on the same pairs."""
+    Google's own int8 predictor scored the same way on the same pairs. ``on_fold(k, path, details)``
+    sees each fold's int8 file (tests/test_tflite_xnnpack.py checks it is full-integer)."""
     import torch
 
     from styleport.export.tflite_export import export_tflite
@@ -72,6 +74,8 @@ def predictor_quality(model, google: Path, styles: list, contents: list, size: i
         d = make_variant("tflite", "int8", p32, p8, model=model, network="predictor", inputs=inputs,
                          sample=sample, calibration={"style": str(calib), "variants": False})
         kinds.add(d.get("int8_kind"))
+        if on_fold:
+            on_fold(k, p8, d)
         style = C.style_tensor(load_image(held), 256)
         feed = C.to_feed(inputs[0], style)
         with torch.no_grad():

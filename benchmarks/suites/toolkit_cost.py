@@ -19,6 +19,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from suites.common import RESULTS, ROOT, loadavg, write  # noqa: E402
 
 
+def _export_cost(preset: str, precisions: str, repeats: int, out: str) -> dict:
+    """benchmarks/export_cost.py as a subprocess; its JSON summarised."""
+    la = loadavg()
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "export_cost.py"), "--preset", preset,
+           "--formats", "onnx,tflite,coreml", "--precisions", precisions, "--repeats", str(repeats),
+           "--out", str(RESULTS / out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    res = {"command": " ".join(["python"] + cmd[1:]).replace(str(ROOT) + "/", ""), "rc": p.returncode,
+           "loadavg": [la, loadavg()]}
+    if p.returncode == 0:
+        e = json.loads((RESULTS / out).read_text())
+        res.update(total_s=e["total_s"], per_artifact_s=e["per_artifact_s"], repeats=e["repeats"])
+    else:
+        res["error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="magenta-mobile")
@@ -28,32 +45,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {"suite": "toolkit_cost"}
-    la = loadavg()
-    ec = [sys.executable, str(ROOT / "benchmarks" / "export_cost.py"), "--preset", args.preset,
-          "--formats", "onnx,tflite,coreml", "--precisions", "fp32,fp16,int8", "--repeats", str(args.repeats),
-          "--out", str(RESULTS / "export_cost.json")]
-    p = subprocess.run(ec, capture_output=True, text=True, cwd=ROOT)
-    doc["export_cost"] = {"command": " ".join(["python"] + ec[1:]).replace(str(ROOT) + "/", ""),
-                          "rc": p.returncode, "loadavg": [la, loadavg()]}
-    if p.returncode == 0:
-        e = json.loads((RESULTS / "export_cost.json").read_text())
-        doc["export_cost"].update(total_s=e["total_s"], per_artifact_s=e["per_artifact_s"], repeats=e["repeats"])
-    else:
-        doc["export_cost"]["error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
+    doc["export_cost"] = _export_cost(args.preset, "fp32,fp16,int8", args.repeats, "export_cost.json")
     print(f"export matrix: {doc['export_cost'].get('total_s')}", file=sys.stderr, flush=True)
     # fp32 only (the README's export-time figure; DESIGN.md's limit: 2 minutes)
-    la = loadavg()
-    ef = [sys.executable, str(ROOT / "benchmarks" / "export_cost.py"), "--preset", args.preset,
-          "--formats", "onnx,tflite,coreml", "--precisions", "fp32", "--repeats", str(max(args.repeats, 3)),
-          "--out", str(RESULTS / "export_cost_fp32.json")]
-    p = subprocess.run(ef, capture_output=True, text=True, cwd=ROOT)
-    doc["export_cost_fp32"] = {"command": " ".join(["python"] + ef[1:]).replace(str(ROOT) + "/", ""),
-                               "rc": p.returncode, "loadavg": [la, loadavg()]}
-    if p.returncode == 0:
-        e = json.loads((RESULTS / "export_cost_fp32.json").read_text())
-        doc["export_cost_fp32"].update(total_s=e["total_s"], per_artifact_s=e["per_artifact_s"], repeats=e["repeats"])
-    else:
-        doc["export_cost_fp32"]["error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
+    doc["export_cost_fp32"] = _export_cost(args.preset, "fp32", max(args.repeats, 3), "export_cost_fp32.json")
     print(f"fp32 export: {doc['export_cost_fp32'].get('total_s')}", file=sys.stderr, flush=True)
     la = loadavg()
     ho = [sys.executable, str(ROOT / "benchmarks" / "harness_overhead.py"), "--rounds", str(args.rounds),

@@ -30,6 +30,13 @@ from styleport.runtime.targets import (DEFAULT_SIZE, Artifact, Convention, Optio
 FALLBACK_ORDER = mf.FORMATS
 
 
+def _failed(ck: Check, e: Exception) -> None:
+    """A runtime that cannot run here or fails becomes an error row; a user mistake stays an exception."""
+    if isinstance(e, BadInput) and not isinstance(e, RuntimeUnavailable):
+        raise e
+    error_check(ck, e)
+
+
 def run_plan(runner, inputs_manifest, outputs_manifest, size, given, seed,
              conv: Convention | None = None) -> tuple[IOPlan, dict, dict]:
     """Open-runner + manifest (+ convention) -> (plan, canonical feeds, canonical outputs)."""
@@ -133,9 +140,7 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
                 refout, ck.reference = reference_out(a.model, canonical)
                 judge(ck, refout, cand, opts.rules)
             except (RuntimeUnavailable, StyleportError) as e:
-                if isinstance(e, BadInput) and not isinstance(e, RuntimeUnavailable):
-                    raise
-                error_check(ck, e)
+                _failed(ck, e)
             checks.append(ck)
     # Chained pipeline per format/precision/runtime: its predictor feeding its transformer.
     for (model, fmt, prec, var, rt), (ta, tsize) in list(runs.items()):
@@ -165,9 +170,7 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
             refout, _ = reference_out("transformer", tref)
             judge(ck, refout, cand, opts.rules)
         except (RuntimeUnavailable, StyleportError) as e:
-            if isinstance(e, BadInput) and not isinstance(e, RuntimeUnavailable):
-                raise
-            error_check(ck, e)
+            _failed(ck, e)
         checks.append(ck)
     if ref is not None:
         ref.close()
