@@ -368,7 +368,7 @@ def render(folder: Path) -> str:
     docs = {n: _load(folder, n) for n in ("exported_vs_eager", "exported_vs_eager_large", "ours_vs_google",
                                           "roofline", "toolkit_cost", "scaling", "import_fidelity",
                                           "int8_runtimes", "fp16_emulation", "default_fidelity",
-                                          "stylize_memory")}
+                                          "stylize_memory", "quant_quality")}
     run = _load(folder, "run") or {}
     any_doc = next((d for d in docs.values() if d and "machine" in d), None)
     loads = [v["loadavg_start"][0] for v in run.values() if v.get("loadavg_start")]
@@ -408,6 +408,23 @@ def render(folder: Path) -> str:
         L += suite_fp16(docs["fp16_emulation"])
     if docs["import_fidelity"]:
         L += suite_import(docs["import_fidelity"])
+    if docs["quant_quality"] and not docs["quant_quality"].get("skipped"):
+        d = docs["quant_quality"]
+        q = d["quality"]
+        L += ["## Quantization quality (Google's imported weights)", "",
+              f"`export_bundle` of {d['weights']} at {d['size']}², formats {', '.join(d['formats'])}, fp32/fp16/int8 "
+              f"with every variant, calibrated on {d['calibration']}; the bundle's own quality report: PSNR against "
+              f"fp32 PyTorch on {q['held_out']} ({q['pairs']} pairs). Plain int8 kinds: "
+              + ", ".join(f"{k} {v}" for k, v in d["int8_plain_kind"].items()) + ".", "",
+              "| model | format | precision | variant | bytes | x fp32 | PSNR dB mean (worst) | SSIM |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in q["results"]:
+            if r["precision"] == "fp32":
+                continue
+            p = f"{r['psnr_db']} ({r['psnr_min_db']})" if r.get("psnr_db") is not None else (r.get("note") or "-")
+            L.append(f"| {r['model']} | {r['format']} | {r['precision']} | {r.get('variant') or 'plain'} | "
+                     f"{r['bytes']:,} | {r.get('ratio_to_fp32', '-')} | {p} | {r.get('ssim', '-')} |")
+        L.append("")
     if docs["stylize_memory"]:
         d = docs["stylize_memory"]
         L += ["## `styleport stylize` on huge photos: peak memory", "",
