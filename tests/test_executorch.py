@@ -122,8 +122,21 @@ def test_inspect_pte(et_bundle):
     assert d["delegated_ops"] > 50 and d["non_delegated_ops"] == 0 and d["delegates"][0]["backend"] == "XnnpackBackend"
     assert info["op_histogram"]["xnnpack:Conv2d"] == 16 and info["op_histogram"]["xnnpack:ConvTranspose2d"] == 2
     assert info["precision"] == "fp32"
-    model_params = sum(t.numel() for t in load_checkpoint(ck)[0].transformer.parameters())
-    assert model_params <= info["params"] <= model_params * 1.01 + 200
+    model = load_checkpoint(ck)[0]
+    model_params = sum(t.numel() for t in model.transformer.parameters())
+    # the first and last conv run in the "phases" form (export/wrappers.py END_CONV_FORM): their
+    # kernels are stored widened, r copies offset by a column, zeros around
+    from styleport.export.wrappers import END_CONV_FORM, export_module
+    from styleport.models.transformer import TransformerNet
+    assert END_CONV_FORM["executorch"] == "phases"
+    net = next(m for m in export_module(model, "transformer", "executorch").modules() if isinstance(m, TransformerNet))
+    widened = 0
+    for conv in (net.conv1, net.deconv3):
+        r, (co, ci, kh, kw) = conv._phases(48), conv.conv2d.weight.shape
+        widened += (r * co * ci * kh * (kw + r - 1) - co * ci * kh * kw + (r - 1) * co) if r > 1 else 0
+    assert widened > 0
+    expected = model_params + widened
+    assert expected <= info["params"] <= expected * 1.01 + 200
     q = inspect_file(out / "executorch" / "transformer.int8-static.pte")
     assert q["precision"] == "int8" and q["weight_dtypes"].get("int8", 0) > 0.5 * model_params
     p = run_cli("inspect", out / "executorch" / "transformer.fp32.pte")

@@ -8,7 +8,8 @@
 |        |        | first/last conv: columns per step (phases)   | nearest upsample rewritten in the  |
 |        |        |                                              | file (export/tflite_rewrite.py)    |
 | executorch | NCHW | slices+concat pad, mean/var norm,          | one XNNPACK delegate               |
-|        |        | identity-deconv nearest upsample             |                                    |
+|        |        | identity-deconv nearest upsample,            |                                    |
+|        |        | first/last conv: columns per step (phases)   |                                    |
 
 The TFLite forms are chosen so that XNNPACK takes every op of the fp32 graph, in one delegate
 partition: the flip of the older ``cat`` pad form lowers to REVERSE_V2 (builtin kernel, 8 of them
@@ -35,7 +36,9 @@ from styleport.models.transformer import TransformerNet
 
 FORMS = {"onnx": ("native", "native"), "coreml": ("native", "native"), "tflite": ("slices", "meanvar"),
          "executorch": ("slices", "meanvar")}
-END_CONV_FORM = {"tflite": "phases"}  # first and last conv of a transformer only (see export_module)
+# first and last conv of a transformer only (see export_module). ExecuTorch too: its XNNPACK delegate
+# has the same 16-lane GEMM tiles (magenta-mobile 384², 1 thread: 0.73x the plain form; johnson 0.87x)
+END_CONV_FORM = {"tflite": "phases", "executorch": "phases"}
 UPSAMPLE = {"executorch": "deconv"}  # nearest-upsample form where not F.interpolate (models/layers.py)
 LAYOUT = {"onnx": "NCHW", "coreml": "NCHW", "tflite": "NHWC", "executorch": "NCHW"}
 
