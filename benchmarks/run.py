@@ -77,9 +77,11 @@ def main(argv=None) -> int:
                          "loadavg_start": la, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
             log_path.write_text(json.dumps(log, indent=1) + "\n")
             print(f"   rc {rc}, {log[name]['seconds']} s", file=sys.stderr, flush=True)
-    from results_md import render  # benchmarks/suites/results_md.py
+    from results_md import render, update_readme  # benchmarks/suites/results_md.py
     (HERE / "RESULTS.md").write_text(render(RESULTS))
     print(f"wrote {HERE / 'RESULTS.md'}", file=sys.stderr)
+    if update_readme(ROOT / "README.md", RESULTS):
+        print(f"updated the benchmark highlights in {ROOT / 'README.md'}", file=sys.stderr)
     return 0
 
 

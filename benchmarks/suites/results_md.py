@@ -442,3 +442,146 @@ def render(folder: Path) -> str:
               f"files in LiteRT, every photo x painting of ../shared/data/images at 384x384 ({d['pairs']} pairs): "
               f"PSNR min {d['psnr_db_min']} dB, mean {d['psnr_db_mean']} dB; SSIM min {d['ssim_min']}.", ""]
     return "\n".join(L) + "\n"
+
+
+# ---- README highlights: the figures the README quotes, computed here and written between markers ----
+
+README_START = "<!-- bench:start (written by benchmarks/run.py from benchmarks/results/*.json; do not edit) -->"
+README_END = "<!-- bench:end -->"
+
+
+def _span(vals) -> str:
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    lo, hi = min(vals), max(vals)
+    return f"{lo:.2f}x" if abs(hi - lo) < 0.005 else f"{lo:.2f}-{hi:.2f}x"
+
+
+def _j(name: str) -> str:
+    return f"[{name}.json](benchmarks/results/{name}.json)"
+
+
+def highlights(folder: Path) -> list[str]:
+    """Bullets for README.md's Benchmarks section; every figure names the JSON it comes from."""
+    L = []
+    m = None
+    e = _load(folder, "exported_vs_eager")
+    if e and e.get("rows"):
+        m = e.get("machine")
+        rows = e["rows"]
+        g = e.get("goals", {})
+
+        def ratio(key, th=None, preset=None):
+            return [r["ratios"][key]["paired_median"] for r in rows if key in r["ratios"]
+                    and (th is None or r["threads"] == th) and (preset is None or r["preset"] == preset)]
+        sizes = sorted({r["size"] for r in rows})
+        L.append(f"- Exported fp32 vs torch eager, {', '.join(f'{s}²' for s in sizes)}, 1 and 2 threads, "
+                 f"{len({r['preset'] for r in rows})} presets ({_j('exported_vs_eager')}): LiteRT "
+                 f"{_span(ratio('litert/fp32 vs torch'))}, ONNX Runtime {_span(ratio('onnxruntime/fp32 vs torch'))}, "
+                 f"ExecuTorch {_span(ratio('executorch/fp32 vs torch'))} (goal <= {g.get('exported_fp32_vs_eager')}x). "
+                 f"LiteRT fp32 at 1 thread: magenta-mobile {_span(ratio('litert/fp32 vs torch', 1, 'magenta-mobile'))}, "
+                 f"johnson {_span(ratio('litert/fp32 vs torch', 1, 'johnson'))} of eager (issue 13 goal <= 0.8x).")
+        et = [(r["preset"], r["threads"], r["ratios"]["executorch/fp32 vs litert/fp32"]["paired_median"])
+              for r in rows if "executorch/fp32 vs litert/fp32" in r["ratios"]]
+        if et:
+            goal = g.get("executorch_fp32_vs_litert_fp32", 1.1)
+            L.append(f"- ExecuTorch fp32 vs LiteRT fp32 (both XNNPACK, {_j('exported_vs_eager')}): " + ", ".join(
+                f"{p} {t}t {v:.2f}x" for p, t, v in et) + f"; goal <= {goal}x: met on "
+                f"{sum(v <= goal for _, _, v in et)} of {len(et)} rows.")
+    i8 = _load(folder, "int8_runtimes")
+    if i8 and i8.get("rows"):
+        m = m or i8.get("machine")
+        parts = []
+        for r in i8["rows"]:
+            q = i8["quality"].get(f"{r['preset']}/{r['size']}", {}).get("psnr", {})
+            parts.append(f"{r['preset']} {r['threads']}t: ORT int8 {r['ratios']['onnxruntime/int8 vs onnxruntime/fp32']['paired_median']:.2f}x "
+                         f"({q.get('onnx/int8', {}).get('psnr_db')} dB), LiteRT "
+                         f"{r['ratios']['litert/int8 vs litert/fp32']['paired_median']:.2f}x "
+                         f"({q.get('tflite/int8', {}).get('psnr_db')} dB), ExecuTorch "
+                         f"{r['ratios'].get('executorch/int8 vs executorch/fp32', {}).get('paired_median', float('nan')):.2f}x "
+                         f"({q.get('executorch/int8', {}).get('psnr_db')} dB; static "
+                         f"{r['ratios'].get('executorch/int8 static vs executorch/fp32', {}).get('paired_median', float('nan')):.2f}x)")
+        L.append(f"- int8 vs fp32 of the same runtime, 384², PSNR vs fp32 PyTorch on held-out pairs "
+                 f"({_j('int8_runtimes')}): " + "; ".join(parts) + ". Goals: ORT <= 0.6x (johnson) / 0.8x "
+                 "(magenta-mobile) at >= 30 dB, ExecuTorch <= 0.6x.")
+    o = _load(folder, "ours_vs_google")
+    if o and not o.get("skipped"):
+        lr, q = o["latency_ratios"], o["quality_psnr_db"]
+        pq = o.get("predictor_quality") or {}
+        L.append(f"- Google's network imported and re-exported, LiteRT {o['threads']} threads ({_j('ours_vs_google')}): "
+                 f"our int8 transfer {lr['transfer int8 ours/google']['paired_median']:.2f}x their int8 latency, our "
+                 f"fp16 {lr['transfer fp16 ours / google f16']['paired_median']:.2f}x their f16; "
+                 f"{sum(f['transpose'] for f in o['files'].values())} TRANSPOSE ops in the seven files; our int8 output "
+                 f"{q['ours_int8_vs_google_f16']['mean']} dB against their f16 where theirs scores "
+                 f"{q['google_int8_vs_google_f16']['mean']} dB. Predictor int8 ("
+                 + ", ".join(f"{k} {v}" for k, v in (o.get("int8_kinds") or {}).items() if k == "predictor")
+                 + f"): {lr['predict int8 ours/google']['paired_median']:.2f}x Google's latency (goal <= 1.2x)"
+                 + (f"; quality leave-one-painting-out, {pq['pairs']} pairs: ours {pq['ours']['mean']} dB mean "
+                    f"(worst {pq['ours']['min']}), Google's {pq['google']['mean']} (worst {pq['google']['min']})"
+                    if pq else "") + ".")
+    rf = _load(folder, "roofline")
+    if rf and rf.get("networks"):
+        parts = [f"{n['preset']} {n['threads']}t {n['runtimes']['onnxruntime/fp32']['gflops_at_median']} GFLOP/s "
+                 f"({n['runtimes']['onnxruntime/fp32'].get('pct_of_theoretical', '-')}%)" for n in rf["networks"]]
+        L.append(f"- Roofline ({_j('roofline')}): ONNX Runtime fp32 at 384², share of the theoretical ceiling: "
+                 + ", ".join(parts) + "; every rate under its ceiling: "
+                 + ("yes" if rf.get("ceiling_ok") else "no") + ".")
+    sc = _load(folder, "scaling")
+    if sc and sc.get("fits"):
+        f = sc["fits"].get("onnxruntime") or next(iter(sc["fits"].values()))
+        L.append(f"- Cost grows linearly with pixels ({_j('scaling')}): ONNX Runtime {f['ms_per_mp']} ms per "
+                 f"megapixel, R² {f['r2']}.")
+    tc = _load(folder, "toolkit_cost")
+    if tc:
+        f32, mat = tc.get("export_cost_fp32", {}), tc.get("export_cost", {})
+        ho = tc.get("harness_overhead", {}).get("results", [])
+        L.append(f"- Toolkit cost ({_j('toolkit_cost')}, {_j('export_cost_fp32')}, {_j('harness_overhead')}): "
+                 + (f"fp32 export of both networks to ONNX + TFLite + CoreML {f32['total_s']['median']:.0f} s "
+                    f"(median of {f32['repeats']}; limit 2 minutes); " if "total_s" in f32 else "")
+                 + (f"the 2 networks x 3 formats x 3 precisions matrix {mat['total_s']['median']:.0f} s; "
+                    if "total_s" in mat else "")
+                 + "harness overhead vs a bare runtime loop " + ", ".join(
+                     f"{r['paired_median_ratio_pct']:+.2f}%" for r in ho) + ".")
+    imp = _load(folder, "import_fidelity")
+    df = _load(folder, "default_fidelity")
+    if imp and not imp.get("skipped"):
+        L.append(f"- Import of Google's files vs their own files in LiteRT ({_j('import_fidelity')}), "
+                 f"{imp['pairs']} pairs: transfer {imp['transfer_psnr_db']['min']}-{imp['transfer_psnr_db']['max']} dB "
+                 f"with the same bottleneck, bottleneck SNR {imp['bottleneck_snr_db']['min']}-{imp['bottleneck_snr_db']['max']} dB, "
+                 f"pipeline {imp['pipeline_psnr_db']['min']}-{imp['pipeline_psnr_db']['max']} dB"
+                 + (f"; the embedded default through `styleport stylize` ({_j('default_fidelity')}): min "
+                    f"{df['psnr_db_min']}, mean {df['psnr_db_mean']} dB" if df else "") + ".")
+    fe = _load(folder, "fp16_emulation")
+    if fe and fe.get("rows"):
+        L.append(f"- fp16 on x86 vs emulated fp16 device arithmetic, {fe['size']}² ({_j('fp16_emulation')}): " + "; ".join(
+            f"{r['network']} {r['format']} {r['x86_psnr_db_mean']} -> {r['fp16_psnr_db_mean']} dB" for r in fe["rows"]) + ".")
+    sm = _load(folder, "stylize_memory")
+    if sm and sm.get("rows"):
+        L.append(f"- `styleport stylize` peak memory ({_j('stylize_memory')}): " + "; ".join(
+            f"{r['case']} {r['peak_rss_mb']:.0f} MB in {r['seconds']} s" for r in sm["rows"]) + ".")
+    qq = _load(folder, "quant_quality")
+    if qq and not qq.get("skipped"):
+        rows = [r for r in qq["quality"]["results"] if r["precision"] != "fp32" and r["model"] == "transformer"]
+        L.append(f"- Quantization quality on Google's weights, transformer, PSNR vs fp32 PyTorch mean (worst) and size "
+                 f"({_j('quant_quality')}): " + "; ".join(
+                     f"{r['format']} {r['precision']}{' ' + r['variant'] if r.get('variant') else ''} "
+                     f"{r.get('psnr_db')} ({r.get('psnr_min_db')}) dB, {r.get('ratio_to_fp32')}x"
+                     for r in rows) + ".")
+    if m:
+        c = m.get("cpu_info") or {}
+        L.insert(0, f"Machine: {m.get('cpu')}, {c.get('vendor')} family {c.get('family')} model {c.get('model')} "
+                    f"({' '.join(c.get('flags') or [])}), {m.get('cores_usable')} cores; the load average of each "
+                    "run is in RESULTS.md.")
+        L.insert(1, "")
+    return L
+
+
+def update_readme(readme: Path, folder: Path) -> bool:
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(head + README_START + "\n" + "\n".join(highlights(folder)) + "\n" + README_END + tail)
+    return True
