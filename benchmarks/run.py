@@ -1,7 +1,7 @@
 """`make bench`: run the benchmark suites (benchmarks/suites/*.py), each in its own process, then
 rewrite benchmarks/RESULTS.md from the JSON in benchmarks/results/.
 
-    .venv/bin/python benchmarks/run.py                 # default set, ~45 min on 2 quiet cores
+    .venv/bin/python benchmarks/run.py                 # default set, ~23 min on 2 quiet cores (results/run.json)
     .venv/bin/python benchmarks/run.py --full          # + 384²/512² in suite 1, 3 export repeats
     .venv/bin/python benchmarks/run.py --only roofline,scaling
     .venv/bin/python benchmarks/run.py --render        # only rewrite RESULTS.md from results/*.json
