@@ -368,8 +368,7 @@ def _choose_int8(tmp, artifacts, qdoc, target, keep_variants, doc, ckpt_sha, sty
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         artifacts[:] = [a for a in artifacts if not a.get("variant")]
         kept = {a["path"] for a in artifacts}
-        qdoc["results"] = [r for r in qdoc["results"] if r["path"] in kept or r.get("precision") != "int8"
-                           and not r.get("variant")]
+        qdoc["results"] = [r for r in qdoc["results"] if r["path"] in kept]
     changed = {(r["model"], r["format"]) for r in records if r["changed"]}
     for a in artifacts:
         if a["precision"] == "int8" and (a["model"], a["format"]) in changed:  # swapped: re-stamp, re-hash

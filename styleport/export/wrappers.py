@@ -37,7 +37,7 @@ from styleport.models.transformer import TransformerNet
 FORMS = {"onnx": ("native", "native"), "coreml": ("native", "native"), "tflite": ("slices", "meanvar"),
          "executorch": ("slices", "meanvar")}
 # first and last conv of a transformer only (see export_module). ExecuTorch too: its XNNPACK delegate
-# has the same 16-lane GEMM tiles (magenta-mobile 384², 1 thread: 0.73x the plain form; johnson 0.87x)
+# has the same 16-lane GEMM tiles (ExecuTorch vs LiteRT fp32: benchmarks/results/exported_vs_eager.json)
 END_CONV_FORM = {"tflite": "phases", "executorch": "phases"}
 UPSAMPLE = {"executorch": "deconv"}  # nearest-upsample form where not F.interpolate (models/layers.py)
 LAYOUT = {"onnx": "NCHW", "coreml": "NCHW", "tflite": "NHWC", "executorch": "NCHW"}

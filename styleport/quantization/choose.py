@@ -37,12 +37,13 @@ def _feeds(entry: dict, seed: int = 0) -> dict:
     for e in entry["inputs"]:
         shape = [int(d) if isinstance(d, int) else 256 for d in e["shape"]]
         lo, hi = (e.get("range") or [0.0, 1.0])[:2]
-        x = rng.uniform(lo, hi, size=shape)
-        if e["name"] in ("style_bottleneck",):
+        if e["name"] == "style_bottleneck":
             x = rng.normal(0.0, 0.5, size=shape)
-        if e["name"] == "style_weights":
+        elif e["name"] == "style_weights":   # one style
             x = np.zeros(shape)
             x.reshape(-1)[0] = 1.0
+        else:
+            x = rng.uniform(lo, hi, size=shape)
         dtype = e.get("dtype", "float32")
         feeds[e["name"]] = (np.round(x).astype(np.uint8) if dtype == "uint8" else x.astype(np.float32))
     return feeds
