@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     from styleport.export.bundle import export_bundle, tool_versions
     from styleport.models.checkpoint import save_checkpoint
     from styleport.models.presets import build, default_config
-    from styleport.runtime.machine import machine_info
+    from styleport.runtime.harness.machine import machine_info
 
     torch.set_num_threads(2)
     runs = []

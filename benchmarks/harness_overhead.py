@@ -27,9 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from styleport.runtime.adapt import IOPlan  # noqa: E402
-from styleport.runtime.latency import measure  # noqa: E402
-from styleport.runtime.registry import make_runner  # noqa: E402
+from styleport.runtime.harness.adapt import IOPlan  # noqa: E402
+from styleport.runtime.harness.latency import measure  # noqa: E402
+from styleport.runtime.runners.registry import make_runner  # noqa: E402
 
 MAGENTA = ROOT.parent / "shared" / "data" / "magenta" / "style_transfer_f16_384.tflite"
 
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
-    from styleport.runtime.machine import machine_info
+    from styleport.runtime.harness.machine import machine_info
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path, tfl = build_models(Path(tmp), args.size, want_tflite=not MAGENTA.exists())
         rows = [bench_ort(onnx_path, args.threads, args.size, args.rounds, args.runs),

@@ -65,7 +65,7 @@ def google_column(model, contents: dict, styles: dict, gallery: list, out: Path,
     the gallery entries; returns the summary for the report."""
     from styleport.images import pil_to_tensor
     from styleport.magenta_reference import PREDICTOR, STYLE_SIZE, TRANSFER, GoogleMagenta, content_input, find
-    from styleport.runtime.metrics import compare
+    from styleport.runtime.harness.tolerances import compare
     from styleport.stylize import stylize_torch
 
     folder = find(magenta) if magenta else None
@@ -94,7 +94,7 @@ def google_column(model, contents: dict, styles: dict, gallery: list, out: Path,
             "psnr_db_min_strength_1": round(min(psnr[1.0]), 2) if psnr[1.0] else None}
 
 
-INT8_TARGET_DB = 30.0  # the default int8 parity tolerance (runtime/metrics.py)
+INT8_TARGET_DB = 30.0  # the default int8 parity tolerance (runtime/harness/tolerances.py)
 
 
 def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
@@ -108,17 +108,17 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
     from styleport.export.bundle import export_bundle
     from styleport.images import pil_to_tensor
     from styleport.reports.demo_report import write_demo_report
-    from styleport.runtime.bench import BenchOptions, bench
-    from styleport.runtime.checks import exit_code
-    from styleport.runtime.parity import bundle_parity
-    from styleport.runtime.targets import Options, collect
-    from styleport.runtime.machine import machine_info
+    from styleport.runtime.harness.bench import BenchOptions, bench
+    from styleport.runtime.harness.checks import exit_code
+    from styleport.runtime.harness.parity import bundle_parity
+    from styleport.runtime.harness.targets import Options, collect
+    from styleport.runtime.harness.machine import machine_info
     from styleport.stylize import BundleStylizer, stylize_torch
 
     t_start = time.perf_counter()
     rules = None
     if tolerances:
-        from styleport.runtime.metrics import check_selectors, load_tolerances
+        from styleport.runtime.harness.tolerances import check_selectors, load_tolerances
         rules = load_tolerances(tolerances)  # read first: a bad file fails before minutes of work
         check_selectors(rules, {(m, f, p) for m in ("predictor", "transformer", "pipeline")
                                 for f in formats for p in precisions})
@@ -219,7 +219,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
     ref_img = stylize_torch(model, contents[first_c].resize((size, size), Image.Resampling.BICUBIC),
                             styles[first_s], 1.0, style_size)
     ref_img.save(out / "reference_torch.png")
-    from styleport.runtime.registry import DEFAULTS
+    from styleport.runtime.runners.registry import DEFAULTS
     for a in manifest["artifacts"]:
         if a["model"] != "transformer" or a.get("variant"):
             continue

@@ -46,7 +46,7 @@ class GoogleMagenta:
     """Google's predictor + transfer files in LiteRT (XNNPACK, ``threads``)."""
 
     def __init__(self, folder: str | Path | None = None, threads: int | None = 2):
-        from styleport.runtime.litert_runner import LiteRTRunner
+        from styleport.runtime.runners.litert import LiteRTRunner
         d = find(folder)
         if d is None:
             from styleport.errors import BadInput

@@ -111,7 +111,7 @@ class BundleStylizer:
         from pathlib import Path
 
         from styleport import manifest as mf
-        from styleport.runtime import registry
+        from styleport.runtime.runners import registry
 
         self.bundle = Path(bundle)
         self.doc = mf.load(self.bundle)
@@ -136,8 +136,8 @@ class BundleStylizer:
 
     def _runner(self, art):
         from styleport import manifest as mf
-        from styleport.runtime import registry
-        from styleport.runtime.adapt import merge_manifest
+        from styleport.runtime.runners import registry
+        from styleport.runtime.harness.adapt import merge_manifest
         key = art["path"]
         if key not in self._runners:
             r = registry.runner_class(self.runtime)(mf.artifact_path(self.bundle, art), threads=self.threads).open()
@@ -147,7 +147,7 @@ class BundleStylizer:
         return self._runners[key]
 
     def _run(self, art, canonical: dict, size) -> dict:
-        from styleport.runtime.adapt import IOPlan
+        from styleport.runtime.harness.adapt import IOPlan
         r, ins, outs = self._runner(art)
         plan = IOPlan(ins, outs, size)
         return plan.canonical_outputs(r.run(plan.feeds(canonical)))

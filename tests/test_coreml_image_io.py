@@ -91,7 +91,7 @@ def test_coreml_mil_parity_of_image_programs(image_bundle, tmp_path):
 
 
 def test_coreml_mil_image_feeds_and_pixel_output(image_bundle):
-    from styleport.runtime.coreml_mil import CoreMLMilRunner
+    from styleport.runtime.coreml.runner import CoreMLMilRunner
     path = image_bundle / "coreml/transformer.fp32.mlpackage"
     rng = np.random.default_rng(0)
     px = rng.integers(0, 256, (1, 3, 64, 64), dtype=np.uint8)
@@ -119,8 +119,8 @@ def test_coreml_mil_image_feeds_and_pixel_output(image_bundle):
 
 
 def test_adapt_round_trip_for_pixel_io():
-    from styleport.runtime.adapt import IOPlan
-    from styleport.runtime.base import TensorSpec
+    from styleport.runtime.harness.adapt import IOPlan
+    from styleport.runtime.runners.base import TensorSpec
     ins = [TensorSpec("content_image", [1, 3, 8, 8], "uint8", "NCHW", [0, 255])]
     outs = [TensorSpec("stylized_image", [1, 3, 8, 8], "float32", "NCHW", [0, 255])]
     plan = IOPlan(ins, outs, (8, 8))
@@ -157,7 +157,7 @@ def _tiny_image_program(tmp_path, color, bias, scale=1 / 255.0):
 @pytest.mark.parametrize("color,bias", [("RGB", [0.1, -0.2, 0.3]), ("BGR", [0.1, -0.2, 0.3]),
                                         ("GRAYSCALE", [0.25])])
 def test_colour_layout_scale_and_bias_are_decoded(tmp_path, color, bias):
-    from styleport.runtime.coreml_mil import CoreMLMilRunner
+    from styleport.runtime.coreml.runner import CoreMLMilRunner
     conv, path = _tiny_image_program(tmp_path, color, bias)
     c = 1 if color == "GRAYSCALE" else 3
     px = np.random.default_rng(5).integers(0, 256, (1, c, 4, 5), dtype=np.uint8)

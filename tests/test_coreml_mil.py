@@ -24,8 +24,9 @@ cto = pytest.importorskip("coremltools.optimize.coreml")
 from styleport.errors import BadInput, EXIT_CONVERSION  # noqa: E402
 from styleport.models.layers import set_forms  # noqa: E402
 from styleport.models.presets import build, default_config  # noqa: E402
-from styleport.runtime.base import RuntimeFailed  # noqa: E402
-from styleport.runtime.coreml_mil import IMPLEMENTED_OPS, CoreMLMILRunner, CoreMLMilRunner  # noqa: E402
+from styleport.runtime.runners.base import RuntimeFailed  # noqa: E402
+from styleport.runtime.coreml.ops import IMPLEMENTED_OPS  # noqa: E402
+from styleport.runtime.coreml.runner import CoreMLMilRunner  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -296,8 +297,7 @@ def test_feeds_are_checked():
 
 
 def test_registry_spelling_and_missing_package(tmp_path):
-    assert CoreMLMILRunner is CoreMLMilRunner
-    registry = pytest.importorskip("styleport.runtime.registry")
+    registry = pytest.importorskip("styleport.runtime.runners.registry")
     assert registry.runner_class("coreml-mil") is CoreMLMilRunner
     assert CoreMLMilRunner.name == "coreml-mil (reference interpreter)"
     with pytest.raises(BadInput):

@@ -35,9 +35,9 @@ from conftest import run_cli  # noqa: E402
 from styleport.cli import main  # noqa: E402
 from styleport.errors import EXIT_CONVERSION, BadInput  # noqa: E402
 from styleport.models.presets import build, default_config  # noqa: E402
-from styleport.runtime.base import RuntimeFailed  # noqa: E402
-from styleport.runtime.coreml_mil import CoreMLMilRunner  # noqa: E402
-from styleport.runtime.coreml_nn import IMPLEMENTED_LAYERS, CoreMLNNRunner  # noqa: E402
+from styleport.runtime.runners.base import RuntimeFailed  # noqa: E402
+from styleport.runtime.coreml.runner import CoreMLMilRunner  # noqa: E402
+from styleport.runtime.coreml.nn import IMPLEMENTED_LAYERS, CoreMLNNRunner  # noqa: E402
 
 TOL = 1e-4
 C, H, W = 4, 7, 9          # odd sizes
@@ -778,7 +778,7 @@ def test_fp16_weights(johnson, tmp_path, capsys):
     """Weights stored as float16 (coremltools' quantize_weights, nbits=16) are widened and computed in
     float32: close to PyTorch, not equal to it; precision and inspect say float16."""
     from coremltools.models.neural_network.quantization_utils import quantize_weights
-    from styleport.runtime.metrics import compare
+    from styleport.runtime.harness.tolerances import compare
     model, path = johnson[0], johnson[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -807,7 +807,7 @@ def test_quantized_weights(johnson, tmp_path, nbits, mode, floor):
     table): expanded and computed in float32, close to PyTorch; the bit unpacking agrees with
     coremltools' own unpacker."""
     from coremltools.models.neural_network.quantization_utils import _unpack_to_bytes, quantize_weights
-    from styleport.runtime.metrics import compare
+    from styleport.runtime.harness.tolerances import compare
     model, path = johnson[0], johnson[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

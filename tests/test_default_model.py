@@ -84,7 +84,7 @@ def test_default_matches_googles_tflite_pipeline(tmp_path, google):
     """Acceptance: `styleport stylize` with the default on a 384x384 photo and a painting is >= 30 dB
     from Google's int8 predictor + f16 transfer files in LiteRT; every shared photo x painting pair."""
     from styleport.images import list_images, load_image, pil_to_tensor
-    from styleport.runtime.metrics import compare
+    from styleport.runtime.harness.tolerances import compare
     from styleport.stylize import stylize_torch
 
     model, _ = load_default()

@@ -47,7 +47,7 @@ def test_format_tables_agree():
     from styleport.export.formats import FORMATS, exporter
     from styleport.export.wrappers import FORMS, LAYOUT
     from styleport.manifest import FORMATS as MANIFEST_FORMATS
-    from styleport.runtime.registry import DEFAULTS, FORMAT_OF_SUFFIX
+    from styleport.runtime.runners.registry import DEFAULTS, FORMAT_OF_SUFFIX
     assert tuple(FORMATS) == MANIFEST_FORMATS
     for fmt in FORMATS:
         mod = exporter(fmt)
@@ -175,7 +175,7 @@ def test_dynamic_int8_without_calibration_runs(et_bundle, tmp_path):
     assert d["ops"]["quantized"]["Conv2d"] >= 10 and d["ops"]["float"]["Conv2d"] == 1
     with torch.no_grad():
         ref = module(*sample).numpy()
-    from styleport.runtime.registry import make_runner
+    from styleport.runtime.runners.registry import make_runner
     with make_runner("executorch", tmp_path / "p.int8.pte") as r:
         got = r.run({"style_image": sample[0].numpy()})["style_bottleneck"]
     cos = float((ref * got).sum() / np.linalg.norm(ref) / np.linalg.norm(got))
@@ -191,8 +191,8 @@ def test_bad_pte_files_one_line(tmp_path):
 
 
 def test_profile_and_layerwise_through_etdump(et_bundle):
-    from styleport.runtime.layerwise import layerwise
-    from styleport.runtime.registry import make_runner
+    from styleport.runtime.harness.layerwise import layerwise
+    from styleport.runtime.runners.registry import make_runner
     ck, out, man = et_bundle
     path = out / "executorch/transformer.fp32.pte"
     feeds = {"content_image": np.random.default_rng(0).random((1, 3, 48, 48), dtype=np.float32),

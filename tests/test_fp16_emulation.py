@@ -89,9 +89,9 @@ def test_rescale_leaves_fp32_numbers_unchanged(ex255):
 def test_acc16_runs_and_tflite_interpreter_matches_litert(ex255):
     from ai_edge_litert.interpreter import Interpreter
 
-    from styleport.runtime.emulate import emulate
-    from styleport.runtime.emulate_tflite import TFLiteEmulator
-    from styleport.runtime.fp16_numerics import round16
+    from styleport.runtime.numerics.emulate import emulate
+    from styleport.runtime.numerics.tflite import TFLiteEmulator
+    from styleport.runtime.numerics.fp16 import round16
     path = ex255[2] / "tflite" / "transformer.fp16.tflite"
     x = np.random.default_rng(0).random((1, SIZE, SIZE, 3), dtype=np.float32)
     it = Interpreter(model_path=str(path))
@@ -113,7 +113,7 @@ def test_onnx_cast_pairs_round_every_node():
     import onnx
     from onnx import TensorProto, helper
 
-    from styleport.runtime.emulate import emulate
+    from styleport.runtime.numerics.emulate import emulate
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     k = helper.make_tensor("k", TensorProto.FLOAT, [1], [300.0])

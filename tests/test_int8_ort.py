@@ -260,7 +260,7 @@ def test_bench_profile_onnx(tmp_path):
 def test_profile_absent_runtime_says_so():
     """A runner without per-op times returns None (the base default); reports say so."""
     from styleport.reports.markdown import profile_tables
-    from styleport.runtime.base import Runner
+    from styleport.runtime.runners.base import Runner
     assert Runner("x").profile({}) is None
     text = profile_tables([{"model": "m", "format": "tflite", "precision": "fp32", "runtime": "litert",
                             "status": "ok", "profile": None}])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from styleport.errors import BadInput
-from styleport.runtime import metrics as M
+from styleport.runtime.harness import tolerances as M
 from tiny import nan_onnx, opset9_onnx, tiny_bundle
 
 from conftest import assert_one_line_error, run_cli

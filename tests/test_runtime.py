@@ -9,10 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from styleport.runtime import adapt
-from styleport.runtime.base import RuntimeSkipped, RuntimeUnavailable, TensorSpec
-from styleport.runtime.latency import measure, stats_ms
-from styleport.runtime.registry import make_runner, register_runner, runner_class
+from styleport.runtime.harness import adapt
+from styleport.runtime.runners.base import RuntimeSkipped, RuntimeUnavailable, TensorSpec
+from styleport.runtime.harness.latency import measure, stats_ms
+from styleport.runtime.runners.registry import make_runner, register_runner, runner_class
 from tiny import nan_onnx, opset9_onnx, tiny_bundle
 
 from conftest import ROOT, assert_one_line_error, run_cli
@@ -100,7 +100,7 @@ def test_coreml_skips_on_linux(tmp_path):
 
 
 def test_registry_hook():
-    from styleport.runtime.base import Runner
+    from styleport.runtime.runners.base import Runner
 
     class Echo(Runner):
         runtime = "echo"
@@ -151,7 +151,7 @@ def test_worker_fresh_process_rss(tmp_path):
     big = np.ones(200 * 1024 * 1024 // 8)  # the parent holds 200 MB more than a worker needs
     big[::512] = 2.0
     model = opset9_onnx(tmp_path / "m.onnx", size=32)
-    from styleport.runtime.bench import run_worker
+    from styleport.runtime.harness.bench import run_worker
     res = run_worker({"runtime": "onnxruntime", "path": str(model), "threads": 1, "size": [32, 32],
                       "num_runs": 3, "warmup_runs": 0}, tmp_path, "w", 120)
     assert res["ok"], res
@@ -164,7 +164,7 @@ def test_worker_fresh_process_rss(tmp_path):
 def test_worker_reports_runtime_failure(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"not an onnx file at all")
-    from styleport.runtime.bench import run_worker
+    from styleport.runtime.harness.bench import run_worker
     res = run_worker({"runtime": "onnxruntime", "path": str(bad), "num_runs": 1}, tmp_path, "w", 120)
     assert not res["ok"] and res["exit_code"] == 3 and "broken.onnx" in res["error"]
 

@@ -137,7 +137,7 @@ def test_scaled_read_matches_a_full_decode(tmp_path):
     """JPEG's reduced-scale decode (libjpeg DCT scaling) gives the same picture as decoding everything
     and resizing, within what the resampling filters differ by."""
     from styleport.images import load_image, open_image, pil_to_tensor
-    from styleport.runtime.metrics import compare
+    from styleport.runtime.harness.tolerances import compare
     _gradient(4000, 3000).save(tmp_path / "g.jpg", quality=95)
     small, shown = open_image(tmp_path / "g.jpg", max_side=200)
     assert shown == (4000, 3000) and small.size == (200, 150)

@@ -17,8 +17,8 @@ from styleport.export.tflite_export import export_tflite
 from styleport.export.wrappers import export_module, io_spec
 from styleport.models.layers import ConvLayer, conv_phases_nhwc, reflect_pad_slices, set_forms
 from styleport.models.presets import build, default_config
-from styleport.runtime import litert_profile as LP
-from styleport.runtime.registry import make_runner
+from styleport.runtime.runners import litert_profile as LP
+from styleport.runtime.runners.registry import make_runner
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAGENTA = SHARED / "magenta"
@@ -119,7 +119,7 @@ def test_older_forms_fall_back_and_the_rewrite_is_exact(tmp_path, monkeypatch):
 
 
 def _check_profile(prof, runs):
-    # the keys every runtime's profile has (runtime/base.py), then LiteRT's own
+    # the keys every runtime's profile has (runtime/runners/base.py), then LiteRT's own
     assert {"runtime", "runs", "total_ms", "ops_ms", "coverage", "by_op_type", "slowest_nodes", "notes"} <= set(prof)
     assert prof["runtime"] == "litert" and prof["runs"] == runs and prof["total_ms"] > 0
     ms = [row["ms"] for row in prof["by_op_type"]]

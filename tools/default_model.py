@@ -12,7 +12,7 @@ and packs that checkpoint (styleport/models/default.py: exact int8 / fp16 / fp32
 checks the pack against the checkpoint. ``fidelity`` runs ``styleport stylize`` with the embedded
 default on every photo x painting pair of ../shared/data/images (content stretched to 384x384 and
 saved as PNG first, the size Google's transfer file takes) and compares each output with Google's
-own pipeline in LiteRT (styleport/magenta_reference.py): PSNR (styleport.runtime.metrics.compare),
+own pipeline in LiteRT (styleport/magenta_reference.py): PSNR (styleport.runtime.harness.tolerances.compare),
 per pair, min and mean.
 
 Making your own student instead (not the default): ``data WORK`` writes training folders
@@ -74,7 +74,7 @@ def build(args) -> None:
         # the pack against the checkpoint, on the same input: the storage must be lossless
         import torch
 
-        from styleport.runtime.metrics import compare
+        from styleport.runtime.harness.tolerances import compare
         ref, _ = load_checkpoint(ck)
         packed, _ = load_default()
         g = torch.Generator().manual_seed(0)
@@ -92,7 +92,7 @@ def fidelity(args) -> None:
     from styleport.cli import main as styleport
     from styleport.images import list_images, load_image, pil_to_tensor
     from styleport.magenta_reference import CONTENT_SIZE, GoogleMagenta
-    from styleport.runtime.metrics import compare
+    from styleport.runtime.harness.tolerances import compare
 
     images = Path(args.images) if args.images else SHARED / "images"
     photos, paintings = list_images(images / "content"), list_images(images / "style")

@@ -64,7 +64,7 @@ def paired_ratio(a: list[float], b: list[float]) -> dict:
 
 def machine() -> dict:
     from styleport.export.bundle import tool_versions
-    from styleport.runtime.machine import machine_info
+    from styleport.runtime.harness.machine import machine_info
     info = machine_info()
     info["tools"] = tool_versions()
     try:
@@ -160,7 +160,7 @@ def ort_session(path, threads: int):
 
 def litert_call(path, threads: int, feeds: dict):
     """A zero-arg callable running the LiteRT model on ``feeds`` (set inputs + invoke + read output)."""
-    from styleport.runtime.registry import make_runner
+    from styleport.runtime.runners.registry import make_runner
     r = make_runner("litert", path, threads=threads).open()
     return lambda: r.run(feeds), r
 
@@ -168,7 +168,7 @@ def litert_call(path, threads: int, feeds: dict):
 def executorch_call(path, threads: int, feeds: dict):
     """A zero-arg callable running the ExecuTorch program on ``feeds`` (the XNNPACK threadpool is
     process-wide: every ExecuTorch side of one run shares it, sized by the last call)."""
-    from styleport.runtime.registry import make_runner
+    from styleport.runtime.runners.registry import make_runner
     r = make_runner("executorch", path, threads=threads).open()
     return lambda: r.run(feeds), r
 

@@ -64,7 +64,7 @@ def images(n: int, size: int) -> list[tuple[str, np.ndarray]]:
 def style_bottleneck(ckpt: Path) -> np.ndarray | None:
     from PIL import Image
 
-    from styleport.runtime.reference import Reference
+    from styleport.runtime.harness.reference import Reference
     files = sorted((IMAGES / "style").glob("*")) if (IMAGES / "style").is_dir() else []
     if files:
         img = Image.open(files[0]).convert("RGB").resize((256, 256), Image.BICUBIC)
@@ -81,12 +81,12 @@ def style_bottleneck(ckpt: Path) -> np.ndarray | None:
 
 def measure(bundle: Path, ckpt: Path, inputs, bottleneck, label: str) -> list[dict]:
     from styleport import manifest as mf
-    from styleport.runtime.adapt import IOPlan
-    from styleport.runtime.emulate import emulate
-    from styleport.runtime.reference import Reference
-    from styleport.runtime.targets import manifest_specs
-    from styleport.runtime.metrics import compare
-    from styleport.runtime.registry import make_runner
+    from styleport.runtime.harness.adapt import IOPlan
+    from styleport.runtime.numerics.emulate import emulate
+    from styleport.runtime.harness.reference import Reference
+    from styleport.runtime.harness.targets import manifest_specs
+    from styleport.runtime.harness.tolerances import compare
+    from styleport.runtime.runners.registry import make_runner
     doc = mf.load(bundle)
     ref = Reference(ckpt)
     rows = []
@@ -147,8 +147,8 @@ def faithfulness(ckpt: Path, bundle: Path, rescaled: bool, size: int) -> dict:
     from styleport.export.fp16safe import make_fp16_safe
     from styleport.export.wrappers import export_module, io_spec, quiet_torch_export
     from styleport.models.checkpoint import load_checkpoint
-    from styleport.runtime.emulate_onnx import OnnxEmulator
-    from styleport.runtime.emulate_tflite import TFLiteEmulator
+    from styleport.runtime.numerics.onnx import OnnxEmulator
+    from styleport.runtime.numerics.tflite import TFLiteEmulator
     model, _ = load_checkpoint(ckpt)
     path = bundle / "tflite" / "transformer.fp16.tflite"
     x = np.random.default_rng(1).random((1, size, size, 3), dtype=np.float32)

@@ -10,7 +10,7 @@ plain int8 (dynamic-range); ExecuTorch fp32, int8 (plain = PT2E dynamic) and int
 and style), as benchmarks/quantization.md; held-out: ../shared/data/images (4 photos x 2 paintings)
 when present, else styleport's procedural images (the result says which). magenta-mobile uses
 Google's imported weights when ../shared/data/magenta exists; johnson random init (seed 0).
-``--profile`` adds ONNX Runtime per-op profiles (runtime/onnx_runner.py) of the ORT sides.
+``--profile`` adds ONNX Runtime per-op profiles (runtime/runners/ort.py) of the ORT sides.
 Goals (issue 13): ORT int8 <= 0.6x ORT fp32 on johnson 384², <= 0.8x on magenta-mobile at >= 30 dB.
 ExecuTorch (issue 17): int8 <= 0.6x its fp32.
 Writes benchmarks/results/int8_runtimes.json.
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
                            "ratios": {f"{k} vs {k.split('/')[0]}/fp32": paired_ratio(t[k.split("/")[0] + "/fp32"], t[k])
                                       for k in t if not k.endswith("/fp32")}}
                     if args.profile:
-                        from styleport.runtime.onnx_runner import OrtRunner
+                        from styleport.runtime.runners.ort import OrtRunner
                         row["profiles"] = {}
                         for prec in ("fp32", "int8"):
                             with OrtRunner(paths["onnx"][prec], threads=th) as r:

@@ -346,7 +346,7 @@ def suite_fp16(doc) -> list[str]:
          f"Each network's fp16 bundle, PSNR against {doc['reference']} (peak {doc['psnr_peak']}), {doc['size']}² "
          f"content, images: {', '.join(doc['images'])}. x86 = the file run as it is here (ONNX Runtime / LiteRT "
          "compute fp16-weight graphs in fp32; CoreML via coreml-mil); emulated = every tensor stored in fp16 "
-         "(styleport.runtime.emulate), acc16 = fp16 accumulation too. "
+         "(styleport.runtime.numerics.emulate), acc16 = fp16 accumulation too. "
          f"Run took {doc['seconds']} s at load {_la(doc['loadavg'])}.", "",
          "| network | format | x86 PSNR dB mean (min) | emulated fp16 | emulated fp16-acc16 | first problem (fp16) |",
          "|---|---|---|---|---|---|"]

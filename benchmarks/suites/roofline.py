@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     import torch
 
     from styleport.export.wrappers import export_module
-    from styleport.runtime.machine import cpu_info
+    from styleport.runtime.harness.machine import cpu_info
     cpu = cpu_info()
     threads = [int(t) for t in args.threads.split(",")]
     peak, nets = {}, []

@@ -81,7 +81,7 @@ def _check_fp32(fmt: str, path: Path, module, sample, inputs, outputs, net: str,
     tolerance of ``parity`` (its defaults, overridden by ``rules`` from ``--tolerances``). Beyond it
     the export fails (exit 3, nothing written) unless ``allow_drift``; then the drift is recorded."""
     from styleport.metrics import compare
-    from styleport.runtime.metrics import check, resolve_tolerance
+    from styleport.runtime.harness.tolerances import check, resolve_tolerance
     with torch.no_grad():
         ref = module(*sample).numpy()
     feeds = {s["name"]: t.numpy() for s, t in zip(inputs, sample)}
@@ -163,7 +163,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     ``coreml_io``: "tensor" or "image" (coreml_export.image_io); ``credits``: {"author", "license"}
     overrides for the files' metadata (export/metadata.py); ``fp16_rescale``: the fp16-safe rescale of
     convs feeding instance norms (export/fp16safe.py) for fp16 artefacts. ``tolerances``: rules of
-    ``runtime.metrics.load_tolerances`` for the fp32 check against torch; ``allow_drift``: write the
+    ``runtime.harness.tolerances.load_tolerances`` for the fp32 check against torch; ``allow_drift``: write the
     bundle even when an fp32 artefact breaks that tolerance (recorded in its ``details.check``)."""
     from styleport.export.coreml_export import IO_KINDS
     from styleport.quantization import make_variant
@@ -193,7 +193,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         from styleport.quantization.calibration import check as check_calibration
         check_calibration(calibration)
     if tolerances:  # a mistyped selector must not pass silently (as in parity)
-        from styleport.runtime.metrics import check_selectors
+        from styleport.runtime.harness.tolerances import check_selectors
         check_selectors(tolerances, [(n, f, p) for n in networks(model) for f in formats for p in precisions])
     _clean_stale(parent, out.name)
     try:

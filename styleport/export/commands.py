@@ -87,7 +87,7 @@ def cmd_export(args) -> int:
     if args.opset is not None and args.opset < 17:
         raise BadInput(f"--opset must be >= 17, got {args.opset}")
     size = (args.height or args.size, args.width_px or args.size)
-    from styleport.runtime.metrics import load_tolerances
+    from styleport.runtime.harness.tolerances import load_tolerances
     rules = load_tolerances(args.tolerances) if args.tolerances else None
     calibration = {"content": args.calib_content, "style": args.calib_style, "count": args.calib_count,
                    "synthetic": args.calib_synthetic}

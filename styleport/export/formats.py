@@ -1,4 +1,4 @@
-"""Which module exports which format: the exporters' table, shaped like runtime/registry.py.
+"""Which module exports which format: the exporters' table, shaped like runtime/runners/registry.py.
 
     FORMATS   name -> module (imported lazily, so a missing converter only matters when asked for)
 
@@ -17,7 +17,7 @@ Every format module defines the same names:
               :class:`CheckSkipped` with the reason where it cannot run here
 
 Adding a format is one module with these names and one line below (plus its forms and layout in
-export/wrappers.py, its name in manifest.FORMATS and its runner in runtime/registry.py).
+export/wrappers.py, its name in manifest.FORMATS and its runner in runtime/runners/registry.py).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def compress(src: Path, dst: Path, kind: str) -> dict:
         dst.parent.mkdir(parents=True, exist_ok=True)
         out.save(str(dst))
     return {"method": method, "io_dtype": "float32", "quantizer": "coremltools.optimize.coreml",
-            "ops": op_kinds(dst), "prediction": "macOS only; PSNR via styleport.runtime.coreml_mil"}
+            "ops": op_kinds(dst), "prediction": "macOS only; PSNR via styleport.runtime.coreml.runner"}
 
 
 def depthwise_consts(ml) -> list[str]:

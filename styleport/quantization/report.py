@@ -9,10 +9,10 @@ quantized / stayed float, counted from the graph.
   bottleneck of a held-out style image; dumoulin: one-hot rows), output vs the torch transformer.
 * predictor artefacts: the artefact's bottleneck drives the fp32 torch transformer on held-out
   content; PSNR/SSIM of that image vs the all-fp32 pipeline, plus the bottleneck's SNR.
-* CoreML: run with the numpy MIL interpreter (styleport.runtime.coreml_mil); latency not reported
+* CoreML: run with the numpy MIL interpreter (styleport.runtime.coreml.runner); latency not reported
   (a reference interpreter, not CoreML). ExecuTorch: executorch.runtime (XNNPACK, default threadpool).
 * fp16 artefacts: an fp16 headroom table (issue #16), from one emulated-fp16 run on the first
-  held-out pair (styleport.runtime.emulate: every tensor stored in fp16, as a phone's GPU or
+  held-out pair (styleport.runtime.numerics.emulate: every tensor stored in fp16, as a phone's GPU or
   XNNPACK fp16 path does): per layer, max |value| and log2(65504 / max|value|), the first layer that
   overflows, and the emulated PSNR beside the x86 one.
 
@@ -96,7 +96,7 @@ class _Run:
             self.fn = lambda feeds: m.execute([torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()])[0]
             self.runtime = "executorch"
         else:
-            from styleport.runtime.coreml_mil import CoreMLMilRunner
+            from styleport.runtime.coreml.runner import CoreMLMilRunner
             r = CoreMLMilRunner(str(path)).open()
             self.fn = lambda feeds: next(iter(r.run(feeds).values()))
             self.runtime = "coreml-mil (numpy reference interpreter)"
@@ -203,7 +203,7 @@ def _fp16_headroom(a: dict, root: Path, feeds: dict, ref) -> dict:
     """One emulated-fp16 run of an fp16 artefact on the last held-out feeds (the quality report
     borrows the runtime's emulator, as it borrows the coreml-mil runner)."""
     try:
-        from styleport.runtime.emulate import emulate
+        from styleport.runtime.numerics.emulate import emulate
         e = emulate(root / a["path"], feeds, "fp16", fmt=a["format"], reference=False)
         s = e.summary()
         doc = {"mode": "fp16", "min_margin_bits": s["min_margin_bits"], "min_margin_at": s["min_margin_at"],

@@ -1,4 +1,4 @@
-"""The benchmark: every artefact x runtime in a fresh worker process (runtime/worker.py), so load
+"""The benchmark: every artefact x runtime in a fresh worker process (runtime/harness/worker.py), so load
 time and peak RSS are per runner and one runtime's thread pool cannot disturb another's. When the
 bundle's checkpoint is found, each result also gets parity against the PyTorch reference on exactly
 the feeds the worker ran.
@@ -16,13 +16,13 @@ from pathlib import Path
 
 from styleport import manifest as mf
 from styleport.errors import BadInput
-from styleport.runtime.adapt import BOTTLENECK, IOPlan
-from styleport.runtime.base import StyleportError
-from styleport.runtime.checks import Check, check_name, error_check, judge
-from styleport.runtime.metrics import check_selectors
-from styleport.runtime.reference import Reference
-from styleport.runtime.registry import runtimes_for
-from styleport.runtime.targets import Artifact, Options, artifact_size, manifest_specs, runner_options
+from styleport.runtime.harness.adapt import BOTTLENECK, IOPlan
+from styleport.runtime.runners.base import StyleportError
+from styleport.runtime.harness.checks import Check, check_name, error_check, judge
+from styleport.runtime.harness.tolerances import check_selectors
+from styleport.runtime.harness.reference import Reference
+from styleport.runtime.runners.registry import runtimes_for
+from styleport.runtime.harness.targets import Artifact, Options, artifact_size, manifest_specs, runner_options
 
 
 @dataclass
@@ -37,7 +37,7 @@ class BenchOptions(Options):
 
 
 def run_worker(job: dict, workdir: Path, tag: str, timeout: float) -> dict:
-    """Run one job in ``python -m styleport.runtime.worker``; its result dict (with the feeds and
+    """Run one job in ``python -m styleport.runtime.harness.worker``; its result dict (with the feeds and
     first outputs as arrays under ``_feeds`` / ``_outputs``)."""
     job = dict(job)
     job["result"] = str(workdir / f"{tag}.result.json")
@@ -47,7 +47,7 @@ def run_worker(job: dict, workdir: Path, tag: str, timeout: float) -> dict:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        proc = subprocess.run([sys.executable, "-m", "styleport.runtime.worker", str(jpath)],
+        proc = subprocess.run([sys.executable, "-m", "styleport.runtime.harness.worker", str(jpath)],
                               capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"ok": False, "status": "error", "error": f"worker timed out after {timeout:.0f} s", "exit_code": 3}
@@ -57,14 +57,14 @@ def run_worker(job: dict, workdir: Path, tag: str, timeout: float) -> dict:
         return {"ok": False, "status": "error", "error": f"worker crashed: {tail[0][:300]}", "exit_code": 3}
     res = json.loads(rpath.read_text())
     if res.get("ok"):
-        from styleport.runtime.worker import load_arrays
+        from styleport.runtime.harness.worker import load_arrays
         res["_feeds"] = load_arrays(job["save"] + ".feeds.npz", res["feed_names"])
         res["_outputs"] = load_arrays(job["save"] + ".outputs.npz", res["output_names"])
     return res
 
 
 def _save_feeds(workdir: Path, tag: str, arrays: dict) -> tuple[str, list]:
-    from styleport.runtime.worker import save_arrays
+    from styleport.runtime.harness.worker import save_arrays
     path = workdir / f"{tag}.given.npz"
     names = save_arrays(path, arrays)
     return str(path), names
@@ -147,7 +147,7 @@ def _result_row(a: Artifact, rt: str, res: dict, ref: Reference | None, opts: Be
     }
     if a.convention is not None:
         row["convention"] = a.convention.to_dict()
-    if "profile" in res:  # bench --profile: the shape is documented in runtime/base.py
+    if "profile" in res:  # bench --profile: the shape is documented in runtime/runners/base.py
         row["profile"] = res["profile"]
     if ok:
         lat = res["latency_ms"]

@@ -1,4 +1,4 @@
-"""fp16 emulation of an ONNX artefact (see runtime/emulate.py for the modes).
+"""fp16 emulation of an ONNX artefact (see runtime/numerics/emulate.py for the modes).
 
 The graph is rewritten once:
 - every float initializer and Constant is rounded to fp16 (an fp16 artefact's are already) and
@@ -16,7 +16,7 @@ whole graph computes and stores in fp32 (8 Casts left in a 16-conv johnson graph
 
 ``fp16-acc16``: ORT has no x86 kernel that accumulates in fp16, so the same rewritten graph runs in
 ``onnx.reference.ReferenceEvaluator`` (numpy) with Conv, Gemm, MatMul and InstanceNormalization
-replaced by runtime/fp16_numerics.py's kernels (fp16 FMA accumulation; the norm as its rounded
+replaced by runtime/numerics/fp16.py's kernels (fp16 FMA accumulation; the norm as its rounded
 decomposition) and every other op left to the reference implementation (fp32 inside, rounded by
 the Cast pair after it).
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from styleport.runtime.fp16_numerics import conv2d, instance_norm, matmul, round16
+from styleport.runtime.numerics.fp16 import conv2d, instance_norm, matmul, round16
 
 PRE = "__pre16"
 _FLOAT, _HALF = 1, 10

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from styleport.runtime._deps import first_line, need, version
-from styleport.runtime.base import Runner, RuntimeFailed, TensorSpec
+from styleport.runtime.runners.deps import first_line, need, version
+from styleport.runtime.runners.base import Runner, RuntimeFailed, TensorSpec
 
 # executorch ScalarType codes (MethodMeta TensorInfo.dtype()) -> numpy dtype names
 DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",

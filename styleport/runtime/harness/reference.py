@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from styleport.runtime.adapt import BOTTLENECK, IOPlan
-from styleport.runtime.base import StyleportError
-from styleport.runtime.registry import make_runner
+from styleport.runtime.harness.adapt import BOTTLENECK, IOPlan
+from styleport.runtime.runners.base import StyleportError
+from styleport.runtime.runners.registry import make_runner
 
 DEFAULT_SIZE = 256
 

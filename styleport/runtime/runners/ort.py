@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from styleport.runtime._deps import first_line, need, version
-from styleport.runtime.base import Runner, RuntimeFailed, TensorSpec, op_profile
+from styleport.runtime.runners.deps import first_line, need, version
+from styleport.runtime.runners.base import Runner, RuntimeFailed, TensorSpec, op_profile
 
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
               "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int32)": "int32",

@@ -1,4 +1,4 @@
-"""One model, one runtime, one fresh process: ``python -m styleport.runtime.worker JOB.json``.
+"""One model, one runtime, one fresh process: ``python -m styleport.runtime.harness.worker JOB.json``.
 
 The job (JSON) names the runtime, model path, threads, runner options, manifest I/O entries, input
 size, seed, an optional .npz of canonical feeds and where to write the canonical feeds used and the
@@ -6,7 +6,7 @@ outputs. The worker loads the model (timed), runs it (first run timed apart, the
 and writes one JSON result to ``job["result"]``: timings, peak RSS of this process
 (ru_maxrss, so earlier runners never pollute it) and the RSS before loading. With
 ``job["profile"]`` true it then asks the runner for a per-op profile of ``job["profile_runs"]``
-runs (default: num_runs, at most 10) and puts it under ``"profile"`` (runtime/base.py gives the
+runs (default: num_runs, at most 10) and puts it under ``"profile"`` (runtime/runners/base.py gives the
 dict; None when the runtime has no per-op times). Peak RSS is read before profiling.
 Exit status: 0 ok, 3 runtime unavailable/failed, 2 bad job.
 """
@@ -62,10 +62,10 @@ def load_arrays(path, names: list[str]) -> dict:
 
 
 def run_job(job: dict) -> dict:
-    from styleport.runtime.adapt import IOPlan, merge_manifest
-    from styleport.runtime.latency import measure, stats_ms
-    from styleport.runtime.registry import make_runner
-    from styleport.runtime.targets import Convention, apply_convention
+    from styleport.runtime.harness.adapt import IOPlan, merge_manifest
+    from styleport.runtime.harness.latency import measure, stats_ms
+    from styleport.runtime.runners.registry import make_runner
+    from styleport.runtime.harness.targets import Convention, apply_convention
 
     res = {"ok": False, "rss_before_load_mb": _rss_now_mb()}
     given = load_arrays(job["feeds"], job["feed_names"]) if job.get("feeds") else {}
@@ -114,10 +114,10 @@ def run_job(job: dict) -> dict:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m styleport.runtime.worker JOB.json", file=sys.stderr)
+        print("usage: python -m styleport.runtime.harness.worker JOB.json", file=sys.stderr)
         return 2
     from styleport.errors import StyleportError
-    from styleport.runtime.base import RuntimeSkipped
+    from styleport.runtime.runners.base import RuntimeSkipped
     job = json.loads(open(argv[0]).read())
     try:
         res = run_job(job)

@@ -13,7 +13,7 @@ is exact.
 
 A model's layout comes from the manifest (layout NCHW/NHWC, range [lo,hi], color RGB/BGR) or, for
 bare files, from the user's conventions (``--reference-range 0,255``, ``--candidate-order bgr``: see
-runtime/targets.py) and the shape (a 3 in axis 1 -> NCHW, in the last axis -> NHWC). Inputs are matched by
+runtime/harness/targets.py) and the shape (a 3 in axis 1 -> NCHW, in the last axis -> NHWC). Inputs are matched by
 name, then by role (guessed from name and shape), then by position.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from styleport.errors import BadInput
-from styleport.runtime.base import TensorSpec
+from styleport.runtime.runners.base import TensorSpec
 
 IMAGE_ROLES = ("content_image", "style_image", "stylized_image")
 BOTTLENECK = "style_bottleneck"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 
-from styleport.runtime._deps import version
+from styleport.runtime.runners.deps import version
 
 PACKAGES = ("styleport", "numpy", "onnx", "onnxruntime", "ai-edge-litert", "tflite-runtime", "tensorflow",
             "coremltools", "torch", "scikit-image")

@@ -1,7 +1,7 @@
 """Parity: a bundle against its PyTorch checkpoint, or one model file against another.
 
-Loaders build (runtime/targets.py), runners run (runtime/registry.py), comparators compare
-(runtime/checks.py): this module only decides what is compared with what.
+Loaders build (runtime/harness/targets.py), runners run (runtime/runners/registry.py), comparators compare
+(runtime/harness/checks.py): this module only decides what is compared with what.
 
 * ``bundle_parity``: every artefact x runtime against the torch reference (the predictor by its
   bottleneck; the transformer fed the reference bottleneck, so its parity is isolated), then each
@@ -18,13 +18,13 @@ from pathlib import Path
 
 from styleport import manifest as mf
 from styleport.errors import BadInput
-from styleport.runtime.adapt import BOTTLENECK, IOPlan, merge_manifest
-from styleport.runtime.base import RuntimeUnavailable, StyleportError
-from styleport.runtime.checks import Check, check_name, error_check, judge
-from styleport.runtime.metrics import check_selectors
-from styleport.runtime.reference import Reference
-from styleport.runtime.registry import make_runner, runtimes_for, usable_here
-from styleport.runtime.targets import (DEFAULT_SIZE, Artifact, Convention, Options, apply_convention,
+from styleport.runtime.harness.adapt import BOTTLENECK, IOPlan, merge_manifest
+from styleport.runtime.runners.base import RuntimeUnavailable, StyleportError
+from styleport.runtime.harness.checks import Check, check_name, error_check, judge
+from styleport.runtime.harness.tolerances import check_selectors
+from styleport.runtime.harness.reference import Reference
+from styleport.runtime.runners.registry import make_runner, runtimes_for, usable_here
+from styleport.runtime.harness.targets import (DEFAULT_SIZE, Artifact, Convention, Options, apply_convention,
                                        artifact_size, bare_artifact, runner_options)
 
 FALLBACK_ORDER = mf.FORMATS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from importlib import metadata
 
-from styleport.runtime.base import RuntimeUnavailable
+from styleport.runtime.runners.base import RuntimeUnavailable
 
 HINTS = {
     "onnxruntime": "pip install onnxruntime",

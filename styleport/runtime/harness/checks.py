@@ -1,15 +1,15 @@
 """One parity check (an artefact in a runtime against a reference), its verdict, and the exit code
 of a run of checks. Comparators only compare: the metrics come from styleport.metrics, the
-tolerances from styleport.runtime.metrics.
+tolerances from styleport.runtime.harness.tolerances.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from styleport.runtime import metrics as M
-from styleport.runtime.adapt import BOTTLENECK, match_outputs
-from styleport.runtime.base import RuntimeSkipped
+from styleport.runtime.harness import tolerances as M
+from styleport.runtime.harness.adapt import BOTTLENECK, match_outputs
+from styleport.runtime.runners.base import RuntimeSkipped
 
 
 def check_name(model: str, fmt: str, precision: str, runtime: str, variant: str = "") -> str:

@@ -51,8 +51,8 @@ def _common(p):
 
 
 def _options(args, cls):
-    from styleport.runtime import targets as T
-    from styleport.runtime.metrics import load_tolerances
+    from styleport.runtime.harness import targets as T
+    from styleport.runtime.harness.tolerances import load_tolerances
     threads = args.threads
     if threads is not None and not 1 <= threads <= 256:
         raise BadInput(f"--threads must be between 1 and 256, got {threads}")
@@ -64,7 +64,7 @@ def _options(args, cls):
                rules=load_tolerances(args.tolerances) if args.tolerances else None)
     opts.user_rules = list(opts.rules or [])
     if getattr(args, "emulate", None):   # --- fp16 emulation (issue #16)
-        from styleport.runtime.emulate import RUNTIME_OF_MODE, emulation_rules
+        from styleport.runtime.numerics.emulate import RUNTIME_OF_MODE, emulation_rules
         if args.runtimes:
             raise BadInput("--emulate picks its own runtime (the fp16 emulator): drop --runtimes")
         opts.runtimes = [RUNTIME_OF_MODE[args.emulate]]
@@ -121,10 +121,10 @@ def _report_errors(checks, results=None):
 
 def cmd_bench(args) -> int:
     from styleport.reports.json_report import BENCH_KIND, BENCH_SCHEMA
-    from styleport.runtime import bench as B
-    from styleport.runtime import checks as C
-    from styleport.runtime import targets as T
-    from styleport.runtime.machine import machine_info
+    from styleport.runtime.harness import bench as B
+    from styleport.runtime.harness import checks as C
+    from styleport.runtime.harness import targets as T
+    from styleport.runtime.harness.machine import machine_info
     for name in ("warmup_runs", "num_runs"):
         if getattr(args, name) < 0 or (name == "num_runs" and args.num_runs < 1):
             raise BadInput(f"--{name} must be >= {1 if name == 'num_runs' else 0}")
@@ -160,10 +160,10 @@ def cmd_bench(args) -> int:
 
 def cmd_parity(args) -> int:
     from styleport.reports.json_report import PARITY_KIND, BENCH_SCHEMA
-    from styleport.runtime import checks as C
-    from styleport.runtime import parity as P
-    from styleport.runtime import targets as T
-    from styleport.runtime.machine import machine_info
+    from styleport.runtime.harness import checks as C
+    from styleport.runtime.harness import parity as P
+    from styleport.runtime.harness import targets as T
+    from styleport.runtime.harness.machine import machine_info
     modes = sum(bool(x) for x in (args.bundle, args.reference or args.candidate, args.layerwise))
     if modes != 1:
         raise BadInput("give one of: BUNDLE, --reference A --candidate B, or --layerwise A B")
@@ -196,7 +196,7 @@ def cmd_parity(args) -> int:
         checks, info = P.pair_parity(args.reference, args.candidate, opts, cand_runtime=cand_rt,
                                      ref_conv=convs["reference"], cand_conv=convs["candidate"])
     if args.emulate:
-        from styleport.runtime.emulate import annotate
+        from styleport.runtime.numerics.emulate import annotate
         annotate(checks)
         info["emulate"] = args.emulate
     doc = {"schema": BENCH_SCHEMA, "kind": PARITY_KIND, "machine": machine_info(), **info,
@@ -210,7 +210,7 @@ def cmd_parity(args) -> int:
               file=sys.stderr)
     _write_outputs(args, doc, checks, None, title="styleport parity")
     if args.emulate and not args.quiet:
-        from styleport.runtime.emulate import render_headroom
+        from styleport.runtime.numerics.emulate import render_headroom
         for c in checks:
             if c.emulation:
                 print()
@@ -223,7 +223,7 @@ def cmd_parity(args) -> int:
 
 def _layerwise(args, opts) -> int:
     from styleport.reports.json_report import write_json
-    from styleport.runtime.layerwise import layerwise, render
+    from styleport.runtime.harness.layerwise import layerwise, render
     a, b = args.layerwise
     from pathlib import Path
     if not (Path(a).is_file() or (Path(a) / "config.json").is_file()):

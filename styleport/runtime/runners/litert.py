@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from styleport.runtime._deps import first_line, version
-from styleport.runtime.base import Runner, RuntimeFailed, RuntimeUnavailable, TensorSpec
+from styleport.runtime.runners.deps import first_line, version
+from styleport.runtime.runners.base import Runner, RuntimeFailed, RuntimeUnavailable, TensorSpec
 
 
 def load_interpreter_module():
@@ -147,8 +147,8 @@ class LiteRTRunner(Runner):
 
     def profile(self, feeds: dict, runs: int = 10) -> dict | None:
         """Delegate coverage of this interpreter (partitions, ops XNNPACK took, ops left to the
-        builtin kernels) and per-op times from LiteRT's own profiler (runtime/litert_profile.py)."""
-        from styleport.runtime import litert_profile as LP
+        builtin kernels) and per-op times from LiteRT's own profiler (runtime/runners/litert_profile.py)."""
+        from styleport.runtime.runners import litert_profile as LP
         notes, coverage, run = [], None, None
         if self.package != "ai-edge-litert":
             notes.append(f"{self.package}: delegate coverage and per-op times need ai-edge-litert")

@@ -1,7 +1,7 @@
 """fp16 arithmetic as phones compute it, in numpy: the rounding rule and the kernels whose
-accumulation order matters (shared by the ONNX, TFLite and CoreML emulators of runtime/emulate.py).
+accumulation order matters (shared by the ONNX, TFLite and CoreML emulators of runtime/numerics/emulate.py).
 
-Two modes (see runtime/emulate.py for which devices each stands for):
+Two modes (see runtime/numerics/emulate.py for which devices each stands for):
 
 ``fp16``        every tensor is stored in fp16: each op computes in fp32 from fp16 inputs and its
                 output is rounded to fp16 once (overflow -> inf). Sums inside an op (convolution,

@@ -1,6 +1,6 @@
 """CoreML runner: ``coremltools.models.MLModel.predict`` works on macOS only. On Linux the runner
 raises RuntimeSkipped with the reason (reported as skipped, never as a pass); the 'coreml-mil'
-reference interpreter (styleport/runtime/coreml_mil.py, registered in registry.py) covers Linux.
+reference interpreter (styleport/runtime/coreml/, registered in runners/registry.py) covers Linux.
 
 Image features (``ct.ImageType``, ``export --coreml-io image``) are fed and returned as 8-bit RGB
 pixels NCHW [1,3,H,W] (uint8, range [0, 255]), the same form the coreml-mil runner takes; coremltools'
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from styleport.runtime._deps import first_line, need, version
-from styleport.runtime.base import Runner, RuntimeFailed, RuntimeSkipped, TensorSpec
+from styleport.runtime.runners.deps import first_line, need, version
+from styleport.runtime.runners.base import Runner, RuntimeFailed, RuntimeSkipped, TensorSpec
 
 
 def _spec(feature) -> TensorSpec:

@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from styleport.errors import BadInput
-from styleport.runtime import metrics as M
-from styleport.runtime.adapt import IOPlan
-from styleport.runtime.base import TensorSpec
-from styleport.runtime.registry import format_of, make_runner
+from styleport.runtime.harness import tolerances as M
+from styleport.runtime.harness.adapt import IOPlan
+from styleport.runtime.runners.base import TensorSpec
+from styleport.runtime.runners.registry import format_of, make_runner
 
 
 

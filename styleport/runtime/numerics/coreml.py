@@ -8,7 +8,7 @@ with them is the question here), and records each op's value before rounding:
 - constants and feeds are rounded to fp16; every float op's output is rounded to fp16 (an fp32
   program keeps float32 arrays holding fp16 values, so its declared dtypes still check);
 - ``fp16``: each op as coreml-mil computes it (fp32 inside; ``instance_norm`` is one op);
-- ``fp16-acc16``: conv, linear and matmul accumulate in fp16 (runtime/fp16_numerics.py) and
+- ``fp16-acc16``: conv, linear and matmul accumulate in fp16 (runtime/numerics/fp16.py) and
   ``instance_norm`` runs as its decomposition with every step rounded (Apple documents neither
   the GPU's nor the Neural Engine's inner steps: this is the strict assumption);
 - ``fp32``: the program with fp32 arithmetic and no rounding of its own (fp16 programs keep their
@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from styleport.runtime.fp16_numerics import conv2d, instance_norm, matmul, round16
+from styleport.runtime.coreml.ops import Args, ints, scalar, spatial_pads
+from styleport.runtime.coreml.runner import CoreMLMilRunner
+from styleport.runtime.numerics.fp16 import conv2d, instance_norm, matmul, round16
 
 
 class CoreMLEmulator:
     def __init__(self, path, mode: str):
-        from styleport.runtime.coreml_mil import CoreMLMilRunner
         self.mode = mode
         self.runner = CoreMLMilRunner(path)
         self.runner.open()
@@ -37,31 +38,29 @@ class CoreMLEmulator:
         return round16(v) if self.mode != "fp32" else v
 
     def _acc16(self, step, vals):
-        from styleport.runtime.coreml_mil import _Args, _ints, _scalar, _spatial_pads
-        a = _Args(step.op_type, vals)
+        a = Args(step.op_type, vals)
         if step.op_type == "conv":
             x, w = np.asarray(a.x, np.float32), np.asarray(a.weight, np.float32)
             if x.ndim != 4:
                 return None
-            strides = _ints(a.opt("strides", [1, 1]))
-            dil = _ints(a.opt("dilations", [1, 1]))
-            pads = _spatial_pads("conv", a.opt("pad_type", "valid"), x.shape[2:], w.shape[2:], strides, dil,
+            strides = ints(a.opt("strides", [1, 1]))
+            dil = ints(a.opt("dilations", [1, 1]))
+            pads = spatial_pads("conv", a.opt("pad_type", "valid"), x.shape[2:], w.shape[2:], strides, dil,
                                  a.opt("pad"))
-            return conv2d(x, w, a.opt("bias"), strides, pads, dil, int(_scalar(a.opt("groups", 1))), acc16=True)
+            return conv2d(x, w, a.opt("bias"), strides, pads, dil, int(scalar(a.opt("groups", 1))), acc16=True)
         if step.op_type == "linear":
             w = np.asarray(a.weight, np.float32)
             return matmul(np.asarray(a.x, np.float32), w.T, a.opt("bias"), acc16=True)
         if step.op_type == "matmul":
             x, y = np.asarray(a.x, np.float32), np.asarray(a.y, np.float32)
-            if bool(_scalar(a.opt("transpose_x", False))):
+            if bool(scalar(a.opt("transpose_x", False))):
                 x = np.swapaxes(x, -1, -2)
-            if bool(_scalar(a.opt("transpose_y", False))):
+            if bool(scalar(a.opt("transpose_y", False))):
                 y = np.swapaxes(y, -1, -2)
             return matmul(x, y, acc16=True)
         return None
 
     def run(self, feeds: dict) -> tuple[dict, list]:
-        from styleport.runtime.coreml_mil import _Args
         prog = self.program
         feeds = self.runner._feeds(feeds)
         env = {k: (self._r(v).astype(v.dtype) if np.asarray(v).dtype.kind == "f" else v)
@@ -76,19 +75,18 @@ class CoreMLEmulator:
                 if self.mode == "fp16-acc16":
                     res = self._acc16(step, vals)
                     if step.op_type == "instance_norm":
-                        a = _Args(step.op_type, vals)
+                        a = Args(step.op_type, vals)
                         x = np.asarray(a.x, np.float32)
                         shape = (1, -1) + (1,) * (x.ndim - 2)
                         g, b = a.opt("gamma"), a.opt("beta")
-                        from styleport.runtime.coreml_mil import _scalar
                         res = instance_norm(
-                            x, float(_scalar(a.opt("epsilon", 1e-5))), tuple(range(2, x.ndim)),
+                            x, float(scalar(a.opt("epsilon", 1e-5))), tuple(range(2, x.ndim)),
                             None if g is None else np.asarray(g, np.float32).reshape(shape),
                             None if b is None else np.asarray(b, np.float32).reshape(shape), steps=True,
                             record=lambda s, v: layers.append((f"{name}/{s}", f"instance_norm.{s}", name,
                                                                np.array(v, np.float32))))
                 if res is None:
-                    res = step.fn(_Args(step.op_type, vals))
+                    res = step.fn(Args(step.op_type, vals))
             results = res if isinstance(res, tuple) else (res,)
             for out, r, (dtype, _) in zip(step.outputs, results, step.out_types):
                 r = np.asarray(r)

@@ -13,9 +13,9 @@ import numpy as np
 
 from styleport import manifest as mf
 from styleport.errors import BadInput
-from styleport.runtime.adapt import BOTTLENECK, IOPlan
-from styleport.runtime.base import TensorSpec
-from styleport.runtime.registry import canonical_name, format_of
+from styleport.runtime.harness.adapt import BOTTLENECK, IOPlan
+from styleport.runtime.runners.base import TensorSpec
+from styleport.runtime.runners.registry import canonical_name, format_of
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_SIZE = 256
@@ -80,7 +80,7 @@ def convention(range_text: str | None, order: str | None, side: str) -> Conventi
 
 def apply_convention(specs: list[TensorSpec], conv: Convention | None) -> list[TensorSpec]:
     """Image tensors of ``specs`` with ``conv``'s range and colour order (others unchanged)."""
-    from styleport.runtime.adapt import image_layout
+    from styleport.runtime.harness.adapt import image_layout
     if conv is None:
         return specs
     out = []
@@ -106,7 +106,7 @@ def _guess_precision_from_name(name: str) -> str | None:
 def bare_artifact(path: Path, conv: Convention | None = None) -> Artifact:
     fmt = format_of(path)
     if fmt is None:
-        from styleport.runtime.registry import FORMAT_OF_SUFFIX
+        from styleport.runtime.runners.registry import FORMAT_OF_SUFFIX
         raise BadInput(f"not a model file or bundle: {path} (expected a bundle folder with {mf.MANIFEST}, "
                        f"or {', '.join(FORMAT_OF_SUFFIX)})")
     if not path.exists():

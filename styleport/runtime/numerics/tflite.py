@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from styleport.runtime.base import RuntimeFailed
-from styleport.runtime.fp16_numerics import conv2d, matmul, mean, round16
+from styleport.runtime.runners.base import RuntimeFailed
+from styleport.runtime.numerics.fp16 import conv2d, matmul, mean, round16
 
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16,
            9: np.int8, 10: np.float64}

@@ -2,7 +2,7 @@
 matters when a model of its format is run.
 
     RUNTIMES   name -> (module, class, formats)
-    register_runner("coreml-mil", "styleport.runtime.coreml_mil:CoreMLMILRunner", ("coreml",))
+    register_runner("coreml-mil", "styleport.runtime.coreml.runner:CoreMLMilRunner", ("coreml",))
 
 A module may also define its runner without naming the class here: any Runner subclass of the
 module whose ``runtime`` attribute is the registered name is found. A runtime whose module is not
@@ -15,18 +15,18 @@ from __future__ import annotations
 import importlib
 
 from styleport.errors import BadInput
-from styleport.runtime.base import Runner, RuntimeSkipped
+from styleport.runtime.runners.base import Runner, RuntimeSkipped
 
 RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "onnxruntime": ("styleport.runtime.onnx_runner", "OrtRunner", ("onnx",)),
-    "litert": ("styleport.runtime.litert_runner", "LiteRTRunner", ("tflite",)),
-    "coreml": ("styleport.runtime.coreml_runner", "CoreMLRunner", ("coreml",)),
-    "coreml-mil": ("styleport.runtime.coreml_mil", "CoreMLMilRunner", ("coreml",)),
-    "torch": ("styleport.runtime.torch_runner", "TorchRunner", ("pytorch",)),
-    "executorch": ("styleport.runtime.executorch_runner", "ExecuTorchRunner", ("executorch",)),
+    "onnxruntime": ("styleport.runtime.runners.ort", "OrtRunner", ("onnx",)),
+    "litert": ("styleport.runtime.runners.litert", "LiteRTRunner", ("tflite",)),
+    "coreml": ("styleport.runtime.runners.coreml_macos", "CoreMLRunner", ("coreml",)),
+    "coreml-mil": ("styleport.runtime.coreml.runner", "CoreMLMilRunner", ("coreml",)),
+    "torch": ("styleport.runtime.runners.pytorch", "TorchRunner", ("pytorch",)),
+    "executorch": ("styleport.runtime.runners.executorch", "ExecuTorchRunner", ("executorch",)),
     # fp16 device arithmetic emulated (issue #16; --emulate); never a default runtime
-    "emulate-fp16": ("styleport.runtime.emulate", "EmulatedRunner", ("onnx", "tflite", "coreml")),
-    "emulate-fp16-acc16": ("styleport.runtime.emulate", "EmulatedRunnerAcc16", ("onnx", "tflite", "coreml")),
+    "emulate-fp16": ("styleport.runtime.numerics.emulate", "EmulatedRunner", ("onnx", "tflite", "coreml")),
+    "emulate-fp16-acc16": ("styleport.runtime.numerics.emulate", "EmulatedRunnerAcc16", ("onnx", "tflite", "coreml")),
 }
 
 # Runtimes tried for a format when --runtimes is not given, in order.

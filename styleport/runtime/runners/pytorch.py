@@ -11,8 +11,8 @@ I/O follows the export contract, NCHW float32 in [0,1]:
 
 from __future__ import annotations
 
-from styleport.runtime._deps import first_line, need, version
-from styleport.runtime.base import Runner, RuntimeFailed, TensorSpec
+from styleport.runtime.runners.deps import first_line, need, version
+from styleport.runtime.runners.base import Runner, RuntimeFailed, TensorSpec
 
 IMG = [1, 3, "H", "W"]
 

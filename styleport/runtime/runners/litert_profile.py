@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from styleport.runtime._deps import version
+from styleport.runtime.runners.deps import version
 
 VERIFIED_VERSIONS = ("2.2.", "2.3.")
 # LiteRtProfilerEventType (litert/c/litert_profiler_event.h)
@@ -348,7 +348,7 @@ class CompiledModelSession:
 
 def build_profile(coverage: dict | None, run: ProfiledRun | None, runs: int, fallback_total_ms: float | None,
                   notes: list, top: int = 10, node_names: dict | None = None) -> dict:
-    """The runner-neutral profile dict (runtime/base.py: Runner.profile; the same keys as the ONNX
+    """The runner-neutral profile dict (runtime/runners/base.py: Runner.profile; the same keys as the ONNX
     Runtime side: runtime, runs, total_ms, ops_ms, coverage, by_op_type [{op, count, ms, pct of
     total_ms}], slowest_nodes [{name, op, ms}], notes) plus LiteRT's own: ``delegate`` (partitions,
     ops, delegated, fallback, fallback_nodes), ``fully_accelerated``, ``wall_ms``."""

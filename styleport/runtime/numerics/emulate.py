@@ -5,7 +5,7 @@ Why: on x86 our fp16 artefacts compute in fp32 (ORT casts fp16 weights up and dr
 between nodes; XNNPACK's x86 path and LiteRT's reference kernels dequantize fp16 weights; coreml-mil
 rounded only what the program declares fp16), so parity passes where a device overflows.
 
-Modes (the arithmetic is in runtime/fp16_numerics.py):
+Modes (the arithmetic is in runtime/numerics/fp16.py):
 
 | mode | tensors | accumulators (conv, depthwise, FC, matmul) | reductions (mean) | stands for |
 |---|---|---|---|---|
@@ -29,9 +29,9 @@ operator fusion by a delegate, flush-to-zero of fp16 subnormals, or kernels that
 definitions above. Native norm ops: in ``fp16`` one op (fp32 inside, output rounded); in
 ``fp16-acc16`` their decomposition with every step rounded (the strict assumption).
 
-Per-artefact backends: ONNX -> runtime/emulate_onnx.py (Cast pairs in ORT; reference evaluator for
-acc16), TFLite -> runtime/emulate_tflite.py (the .tflite op list interpreted with numpy), CoreML ML
-programs -> runtime/emulate_coreml.py (coreml-mil's program, every float op rounded).
+Per-artefact backends: ONNX -> runtime/numerics/onnx.py (Cast pairs in ORT; reference evaluator for
+acc16), TFLite -> runtime/numerics/tflite.py (the .tflite op list interpreted with numpy), CoreML ML
+programs -> runtime/numerics/coreml.py (coreml-mil's program, every float op rounded).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from styleport.runtime.base import Runner, RuntimeFailed, RuntimeSkipped, RuntimeUnavailable
-from styleport.runtime.fp16_numerics import FP16_MAX, MODES, check_mode, margin_bits, round16
+from styleport.runtime.runners.base import Runner, RuntimeFailed, RuntimeSkipped, RuntimeUnavailable
+from styleport.runtime.numerics.fp16 import FP16_MAX, MODES, check_mode, margin_bits, round16
 
 RUNTIME_OF_MODE = {"fp16": "emulate-fp16", "fp16-acc16": "emulate-fp16-acc16"}
 MODE_OF_RUNTIME = {v: k for k, v in RUNTIME_OF_MODE.items()}
@@ -196,7 +196,7 @@ def emulation_rules(rules: list | None) -> list:
     """Tolerance rules for ``--emulate``: fp32 artefacts computed in fp16 are judged with the fp16
     tolerances (a GPU delegate allowed to lose precision runs an fp32 file in fp16); the user's own
     rules still apply after these."""
-    from styleport.runtime.metrics import default_tolerance
+    from styleport.runtime.harness.tolerances import default_tolerance
     out = []
     for model in ("predictor", "transformer", "pipeline"):
         fp32 = default_tolerance(model, "onnx", "fp32")
@@ -226,13 +226,13 @@ def render_headroom(summary: dict, title: str = "") -> str:
 
 def _backend(fmt: str, path, mode: str, threads=None):
     if fmt == "onnx":
-        from styleport.runtime.emulate_onnx import OnnxEmulator
+        from styleport.runtime.numerics.onnx import OnnxEmulator
         return OnnxEmulator(path, mode, threads)
     if fmt == "tflite":
-        from styleport.runtime.emulate_tflite import TFLiteEmulator
+        from styleport.runtime.numerics.tflite import TFLiteEmulator
         return TFLiteEmulator(path, mode)
     if fmt == "coreml":
-        from styleport.runtime.emulate_coreml import CoreMLEmulator
+        from styleport.runtime.numerics.coreml import CoreMLEmulator
         return CoreMLEmulator(path, mode)
     raise RuntimeFailed(f"fp16 emulation: no emulator for format {fmt!r} (onnx, tflite, coreml)")
 
@@ -254,7 +254,7 @@ def emulate(path, feeds: dict, mode: str = "fp16", fmt: str | None = None, refer
     """Run ``path`` (an .onnx, .tflite or .mlpackage) on ``feeds`` (the model's own names, layout and
     dtype) in emulated fp16. ``reference``: also run the same graph with fp32 arithmetic and give
     every tensor its SNR against it (to name the first layer whose error breaks a tolerance)."""
-    from styleport.runtime.registry import format_of
+    from styleport.runtime.runners.registry import format_of
     check_mode(mode)
     fmt = fmt or format_of(path)
     emu = _backend(fmt, path, mode, threads)
@@ -263,7 +263,7 @@ def emulate(path, feeds: dict, mode: str = "fp16", fmt: str | None = None, refer
     blocks = _blocks(layers)
     stats = []
     ref_by_name = {n: v for n, _, _, v in ref_layers} if ref_layers is not None else {}
-    from styleport.runtime.metrics import compare
+    from styleport.runtime.harness.tolerances import compare
     for i, ((name, op, node, pre), block) in enumerate(zip(layers, blocks)):
         s = layer_stat(i, name, op, block, pre)
         r = ref_by_name.get(name)
@@ -275,7 +275,7 @@ def emulate(path, feeds: dict, mode: str = "fp16", fmt: str | None = None, refer
 
 
 class EmulatedRunner(Runner):
-    """A Runner (runtime/base.py) that runs ONNX, TFLite and CoreML artefacts in emulated fp16.
+    """A Runner (runtime/runners/base.py) that runs ONNX, TFLite and CoreML artefacts in emulated fp16.
     Specs come from the format's own runner (onnxruntime, litert, coreml-mil); ``last`` holds the
     latest run's :class:`Emulation`."""
 
@@ -284,7 +284,7 @@ class EmulatedRunner(Runner):
     formats = ("onnx", "tflite", "coreml")
 
     def _open(self):
-        from styleport.runtime.registry import format_of, make_runner
+        from styleport.runtime.runners.registry import format_of, make_runner
         self.format = format_of(self.path)
         if self.format not in self.formats:
             raise RuntimeUnavailable(f"fp16 emulation covers .onnx, .tflite and .mlpackage files, not "
