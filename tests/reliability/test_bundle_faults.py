@@ -3,6 +3,7 @@ during export, and determinism of re-exports and parity."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,10 +27,18 @@ def ck(tmp_path_factory):
     return save_checkpoint(build(cfg), cfg, tmp_path_factory.mktemp("faults") / "ck")
 
 
-@pytest.fixture
-def bundle(ck, tmp_path):
-    out = tmp_path / "bundle"
+@pytest.fixture(scope="module")
+def exported(ck, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults-bundle") / "bundle"
     export_bundle(ck, out, ["onnx", "tflite"], ["fp32"], size=32, progress=False)
+    return out
+
+
+@pytest.fixture
+def bundle(exported, tmp_path):
+    """A fresh copy of one export per test: each test may corrupt or replace its own."""
+    out = tmp_path / "bundle"
+    shutil.copytree(exported, out)
     return out
 
 
