@@ -19,8 +19,8 @@ from torch import nn
 
 ct = pytest.importorskip("coremltools")
 
-from styleport.quantization.coreml_quant import compress, kmeans_lut  # noqa: E402
-from styleport.runtime.coreml.runner import CoreMLMilRunner  # noqa: E402
+from styleport.quantization.coreml_quant import compress, kmeans_lut
+from styleport.runtime.coreml.runner import CoreMLMilRunner
 
 
 def snr_db(ref, got) -> float:
