@@ -360,3 +360,31 @@ def test_tensor_io_stays_the_default_and_carries_metadata(tmp_path):
     assert ml.author.startswith("styleport user") and "one style" in ml.short_description
     assert "[0, 1]" in ml.input_description["content_image"]
     assert ml.user_defined_metadata["styleport.io"] == "tensor"
+
+
+def _tree_state(folder):
+    """Every entry under ``folder`` (folders included) with its mtime in ns and size."""
+    from pathlib import Path
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in [folder, *folder.rglob("*")]}
+
+
+def test_coreml_mil_reads_packages_without_writing_to_them(image_bundle):
+    """Issue 20's flaky parity (exit 2 once, 0 on rerun): coremltools' MLModel(path) rewrote the
+    package's Manifest.json through a ``Manifest.<uuid>`` temp file on every open, so a bundle being
+    hashed by another process's manifest check at that moment showed an extra file (sha256 mismatch,
+    exit 2). coreml-mil (and `styleport inspect`) now read packages without writing to them."""
+    from styleport.export.inspect import inspect_file
+    from styleport.runtime.coreml.runner import CoreMLMilRunner
+    before = _tree_state(image_bundle)
+    rng = np.random.default_rng(1)
+    for name in ("predictor", "transformer"):
+        path = image_bundle / f"coreml/{name}.fp32.mlpackage"
+        with CoreMLMilRunner(path) as r:
+            feeds = {s.name: (rng.integers(0, 256, s.shape, dtype=np.uint8) if s.dtype == "uint8"
+                              else rng.standard_normal(s.shape).astype(np.float32)) for s in r.input_specs()}
+            r.run(feeds)
+        inspect_file(path)
+    assert _tree_state(image_bundle) == before
+    load_manifest(image_bundle)   # still verifies

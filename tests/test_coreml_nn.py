@@ -3,9 +3,10 @@ coremltools' NeuralNetworkBuilder (and with coremltools' own torch converter), c
 
 - every implemented layer, with odd sizes and batch 2, against PyTorch (or numpy where torch has no
   twin); fp32: max abs <= 1e-4;
-- an unimplemented layer or activation is exit 3 naming it, also through the CLI; a deconvolution
-  whose outputShape disagrees with its padding, a layer whose recorded outputTensor disagrees, and a
-  description whose output shape disagrees are caught;
+- an unimplemented layer or activation is exit 3 naming it, also through the CLI; a layer whose
+  recorded outputTensor disagrees and a description whose output shape disagrees are caught;
+- a deconvolution's outputShape one larger than its padding gives (fast-neural-style's 361 -> 362) is
+  honoured, against PyTorch's conv_transpose2d with output_padding;
 - image inputs (channelScale, per-channel bias, BGR, grayscale, mean image) and image outputs;
 - flexible sizes (shape range, enumerated image sizes); weights stored as fp16 and as 8/6/4-bit
   quantized values (coremltools' quantize_weights): PSNR against PyTorch;
@@ -476,10 +477,8 @@ def _deconv_spec(out_shape):
 
 def test_shape_mismatches_are_caught(tmp_path):
     x = rnd(1, C, H, W)
-    # deconvolution: outputShape must be what its padding gives ((7-1)*2+3-2 = 13, (9-1)*2+3-2 = 17)
+    # deconvolution: the size its padding gives ((7-1)*2+3-2 = 13, (9-1)*2+3-2 = 17)
     assert run(save(_deconv_spec([13, 17]), tmp_path / "ok.mlmodel"), {"x": x})["y"].shape == (1, 3, 13, 17)
-    with pytest.raises(RuntimeFailed, match=r"'up_conv'.*outputShape is \[14, 18\]"):
-        run(save(_deconv_spec([14, 18]), tmp_path / "d.mlmodel"), {"x": x})
     # a layer's recorded outputTensor
     b = _deconv_spec([13, 17])
     b.add_activation("act", "RELU", "y", "z")
@@ -834,3 +833,32 @@ def test_quantized_weights(johnson, tmp_path, nbits, mode, floor):
     m = compare(want, got)
     print(f"\n[coreml-mil nn] johnson {mode} {nbits}-bit weights: PSNR {m['psnr_db']:.1f} dB, max abs {m['max_abs']:.2e}")
     assert np.isfinite(got).all() and floor <= m["psnr_db"] < 200
+
+
+@pytest.mark.parametrize("out_shape,extra", [((14, 18), (1, 1)), ((14, 17), (1, 0)), ((13, 17), (0, 0))])
+def test_deconvolution_output_shape_is_honoured(tmp_path, out_shape, extra):
+    """Issue 20: a held-out fast-neural-style model stopped with "output is [361, 361] but the layer's
+    outputShape is [362, 362]". outputShape sets the output size; the window starts at the top/left
+    crop, so one more row/column comes from the bottom/right of the transposed convolution (zeros and
+    the bias past its end): PyTorch's output_padding, torch7's adj."""
+    x = rnd(2, C, H, W, seed=5)
+    w = rnd(C, 3, 3, 3, seed=3)
+    bias = rnd(3, seed=4)
+    b = builder({"x": (C, H, W)})
+    b.add_convolution("up_conv", C, 3, 3, 3, 2, 2, "valid", 1, w.transpose(2, 3, 0, 1), bias, True,
+                      is_deconv=True, output_shape=list(out_shape), input_name="x", output_name="y",
+                      padding_top=1, padding_bottom=1, padding_left=1, padding_right=1)
+    got = run(save(b, tmp_path / "d.mlmodel"), {"x": x})["y"]
+    want = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(bias),
+                                                stride=2, padding=1, output_padding=extra).numpy()
+    assert got.shape == want.shape == (2, 3) + tuple(out_shape)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    # stride 1, no padding: past the end of the transposed convolution the output is the bias alone
+    b = builder({"x": (C, H, W)})
+    b.add_convolution("up1", C, 3, 3, 3, 1, 1, "valid", 1, w.transpose(2, 3, 0, 1), bias, True,
+                      is_deconv=True, output_shape=[H + 3, W + 2], input_name="x", output_name="y")
+    got = run(save(b, tmp_path / "d1.mlmodel"), {"x": x})["y"]
+    full = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(bias)).numpy()
+    assert got.shape == (2, 3, H + 3, W + 2)
+    np.testing.assert_allclose(got[:, :, :H + 2, :W + 2], full, atol=1e-4)
+    np.testing.assert_allclose(got[:, :, H + 2:, :], np.broadcast_to(bias.reshape(1, 3, 1, 1), (2, 3, 1, W + 2)))

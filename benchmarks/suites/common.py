@@ -22,6 +22,7 @@ MAGENTA = SHARED / "magenta"
 IMAGES = SHARED / "images"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from styleport.paths import scrub  # noqa: E402
 
 
 def loadavg() -> list[float]:
@@ -81,7 +82,8 @@ def write(name: str, doc: dict) -> Path:
     doc.setdefault("machine", machine())
     doc.setdefault("command", " ".join([Path(sys.executable).name] + sys.argv))
     p = RESULTS / f"{name}.json"
-    p.write_text(json.dumps(doc, indent=1) + "\n")
+    # no absolute path of this machine in a committed result (../shared/..., benchmarks/...: issue 20)
+    p.write_text(scrub(json.dumps(doc, indent=1), ROOT) + "\n")
     return p
 
 

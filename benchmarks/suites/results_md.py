@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from styleport.paths import scrub
+
 
 def _load(folder: Path, name: str):
-    p = folder / f"{name}.json"
-    return json.loads(p.read_text()) if p.exists() else None
+    p = folder / f"{name}.json"   # absolute paths of the machine that ran are not printed (issue 20)
+    return json.loads(scrub(p.read_text(), folder.resolve().parents[1])) if p.exists() else None
 
 
 def _ms(s) -> str:

@@ -166,12 +166,17 @@ def set_metadata(package: Path, meta: dict) -> None:
 
 
 def read_metadata(package: Path) -> dict:
-    """The metadata of a saved package, read back with coremltools (``skip_model_load``: any OS)."""
-    import coremltools as ct
-    ml = ct.models.MLModel(str(package), skip_model_load=True)
-    spec = ml.get_spec()
-    return {"author": ml.author, "license": ml.license, "description": ml.short_description,
-            "version": ml.version, "user_defined": dict(ml.user_defined_metadata),
+    """The metadata of a saved package, read from its spec file without writing to the package
+    (coremltools' MLModel(path) rewrites Manifest.json: styleport.runtime.coreml.package)."""
+    from styleport.runtime.coreml.package import read_package
+    if Path(package).is_dir():
+        spec = read_package(package)[0]
+    else:   # a single-file neuralNetwork .mlmodel
+        import coremltools as ct
+        spec = ct.utils.load_spec(str(package))
+    md = spec.description.metadata
+    return {"author": md.author, "license": md.license, "description": md.shortDescription,
+            "version": md.versionString, "user_defined": dict(md.userDefined),
             "inputs": {i.name: i.shortDescription for i in spec.description.input},
             "outputs": {o.name: o.shortDescription for o in spec.description.output},
             "io": {f.name: "image" if f.type.WhichOneof("Type") == "imageType" else "tensor"

@@ -174,7 +174,11 @@ def _coreml(path: Path) -> dict:
         raise BadInput("reading CoreML needs coremltools (pip install coremltools)") from None
     try:
         with quiet_torch_export():
-            spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+            if Path(path).is_dir():   # read-only: MLModel(path) rewrites the package's Manifest.json
+                from styleport.runtime.coreml.package import read_package
+                spec = read_package(path)[0]
+            else:
+                spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
     except Exception as e:  # noqa: BLE001
         raise BadInput(f"not a valid CoreML model: {path} ({str(e).splitlines()[0][:160] if str(e) else type(e).__name__})") from None
 

@@ -13,8 +13,11 @@ Palettisation: "kmeans" (the coremltools default) needs scikit-learn, which styl
 depend on; "unique" only works when a weight already holds <= 2^nbits distinct values (never for
 trained weights); "uniform" (an evenly spaced per-tensor LUT between min and max) collapsed
 Google's MobileNetV2 predictor to ~6 dB (folded batch-norm weights have outliers that leave most
-values in one or two LUT entries). So styleport runs its own 1-D k-means (Lloyd, quantile
-initialisation, numpy; :func:`kmeans_lut`) through ``mode="custom"`` + ``lut_function``.
+values in one or two LUT entries). So styleport runs its own 1-D k-means (Lloyd to convergence,
+started from quantiles mixed with an even grid, numpy; :func:`kmeans_lut`) through ``mode="custom"``
++ ``lut_function``. Google's predictor stays far below the other networks even so: its weights are
+per-channel int8 already (plain int8 re-quantizes them losslessly), and one LUT per tensor cannot hold
+channels of very different ranges (iOS18's per-grouped-channel LUTs could; the target here is iOS16).
 Every weight tensor is compressed (``weight_threshold=0``) so tiny models are compressed too.
 Compute stays float (weights are decompressed at load); I/O float32.
 """
@@ -90,27 +93,35 @@ def op_kinds(path: Path) -> dict:
     return {"quantized": {}, "compressed_weights": const, "float": compute, "converters": {}}
 
 
-def kmeans_lut(weight, nbits: int, iters: int = 20):
+def kmeans_lut(weight, nbits: int, max_iters: int = 500):
     """Per-tensor LUT of 2^nbits entries by 1-D k-means (Lloyd) on the weight values; returns
-    (lut, indices) as coremltools' custom ``lut_function`` expects."""
+    (lut, indices) as coremltools' custom ``lut_function`` expects (indices in ``ravel`` order).
+
+    Lloyd runs on the distinct values (weighted by their counts) until no value changes centroid.
+    The start mixes quantiles of the values with an even grid from min to max: quantiles alone put
+    no centroid near the few large weights of folded batch-norm layers, and a fixed handful of
+    iterations left them there (Google's predictor: weight SNR 25.8 dB at 8 bits, below an even
+    256-entry grid's 38.1 dB, 9.95 dB end to end; issue 20)."""
     import numpy as np
     w = np.asarray(weight, dtype=np.float64).ravel()
     k = 1 << nbits
-    uniq = np.unique(w)
-    if uniq.size <= k:
-        lut = np.concatenate([uniq, np.full(k - uniq.size, uniq[-1] if uniq.size else 0.0)])
-        return lut.astype(np.float32), np.searchsorted(uniq, w).astype(np.uint8 if k <= 256 else np.uint16)
-    srt = np.sort(w)
-    c = np.quantile(srt, (np.arange(k) + 0.5) / k)
-    for _ in range(iters):
-        edges = (c[1:] + c[:-1]) / 2
-        idx = np.searchsorted(edges, srt)
-        sums = np.bincount(idx, weights=srt, minlength=k)
-        cnt = np.bincount(idx, minlength=k)
-        new = np.where(cnt > 0, sums / np.maximum(cnt, 1), c)
-        new = np.sort(new)
-        if np.allclose(new, c):
+    dtype = np.uint8 if k <= 256 else np.uint16
+    vals, counts = np.unique(w, return_counts=True)
+    if vals.size <= k:
+        lut = np.concatenate([vals, np.full(k - vals.size, vals[-1] if vals.size else 0.0)])
+        return lut.astype(np.float32), np.searchsorted(vals, w).astype(dtype)
+    cum = np.cumsum(counts)
+    quantiles = np.interp((np.arange(k) + 0.5) / k * cum[-1], cum, vals)
+    grid = np.linspace(vals[0], vals[-1], k)
+    c = np.unique(np.concatenate([quantiles[::2], grid[1::2]]))
+    assign = None
+    for _ in range(max_iters):
+        new_assign = np.searchsorted((c[1:] + c[:-1]) / 2, vals)
+        if assign is not None and np.array_equal(new_assign, assign):
             break
-        c = new
-    edges = (c[1:] + c[:-1]) / 2
-    return c.astype(np.float32), np.searchsorted(edges, w).astype(np.uint8)
+        assign = new_assign
+        sums = np.bincount(assign, weights=vals * counts, minlength=c.size)
+        n = np.bincount(assign, weights=counts, minlength=c.size)
+        c = np.where(n > 0, sums / np.where(n > 0, n, 1), c)   # an emptied centroid stays put
+    lut = np.concatenate([c, np.full(k - c.size, c[-1])])
+    return lut.astype(np.float32), np.searchsorted((c[1:] + c[:-1]) / 2, w).astype(dtype)

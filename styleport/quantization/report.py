@@ -39,6 +39,7 @@ MAX_STYLE = 2
 def held_out(calibration: dict | None, size, style_size: int) -> tuple[list, list, str]:
     """(content NCHW tensors, style NCHW tensors, description)."""
     from styleport.images import list_images, load_image
+    from styleport.paths import display_path
     from styleport.quantization import calibration as C
     cal = calibration or {}
     desc = []
@@ -47,14 +48,14 @@ def held_out(calibration: dict | None, size, style_size: int) -> tuple[list, lis
         files = []
         if cal.get(f"eval_{what}"):
             files = list_images(cal[f"eval_{what}"])[:n_max]
-            desc.append(f"{what}: {len(files)} images of {cal[f'eval_{what}']}")
+            desc.append(f"{what}: {len(files)} images of {display_path(cal[f'eval_{what}'])}")
         elif cal.get(what):
             all_files = list_images(cal[what])
             used = set(C._pick(all_files, None if cal.get("count") is None else min(cal["count"], len(all_files)),
                                C.DEFAULT_COUNTS[what], what, cal[what]))
             files = [f for f in all_files if f not in used][:n_max]
             if files:
-                desc.append(f"{what}: {len(files)} images of {cal[what]} not sampled for calibration")
+                desc.append(f"{what}: {len(files)} images of {display_path(cal[what])} not sampled for calibration")
         imgs = [load_image(f) for f in files]
         if not imgs:
             from styleport import samples

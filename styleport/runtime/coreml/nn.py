@@ -36,8 +36,12 @@ amounts ``SamePadding`` gives a convolution (the smaller half at the top/left fo
 ``BOTTOM_RIGHT_HEAVY``), the adjoint of that convolution, as TensorFlow's ``conv2d_transpose`` (which
 tf-coreml converted to this layer) crops. It matters only when ``k - stride`` is odd.
 
-Checks: each layer's output against the ``outputTensor`` rank and dims the spec records for it, a
-deconvolution's ``outputShape`` against the size its padding gives, every weight count against the
+A deconvolution's ``outputShape`` sets its output size: the window starts at the top/left crop, and
+one more row/column than the padding gives comes from the bottom/right (an output padding: PyTorch's
+``output_padding``, torch7's ``adj``), zeros plus the bias past the transposed convolution's end.
+
+Checks: each layer's output against the ``outputTensor`` rank and dims the spec records for it, every
+weight count against the
 layer's declared shape, and every model output against the description's shape (multiArray shape,
 image width and height; dims only when the inputs have fixed sizes). A mismatch is exit 3 naming the
 layer, never a silently different number.

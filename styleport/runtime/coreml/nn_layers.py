@@ -106,9 +106,7 @@ def _convolution(L):
         if p.isDeconvolution:
             if c != kc:
                 L.fail(f"input has {c} channels, the deconvolution's kernelChannels is {kc}")
-            y = _deconv(x, w, stride, groups, b, borders, top_left_heavy, L)
-            if out_shape and list(y.shape[2:]) != out_shape:
-                L.fail(f"output is {list(y.shape[2:])} (H, W) but the layer's outputShape is {out_shape}")
+            y = _deconv(x, w, stride, groups, b, borders, top_left_heavy, L, out_shape)
         else:
             if c != kc * groups:
                 L.fail(f"input has {c} channels, the layer expects kernelChannels {kc} x nGroups {groups}")
@@ -124,9 +122,16 @@ def _convolution(L):
     return conv
 
 
-def _deconv(x, w, stride, groups, bias, borders, top_left_heavy, L):
+def _deconv(x, w, stride, groups, bias, borders, top_left_heavy, L, out_shape=()):
     """Transposed convolution: each input pixel scatters its kernel-weighted values into the full
-    output ((H-1)*s + k), which is then cropped by the padding amounts (valid) or to H*s (same)."""
+    output ((H-1)*s + k), which is then cropped by the padding amounts (valid) or to H*s (same).
+
+    ``outputShape`` [H_out, W_out] (the proto: it sets the deconvolution's output size, which the
+    padding then no longer decides) is the window of that size starting at the top/left crop: one
+    larger than the natural size keeps one more row/column at the bottom/right, zeros (then the bias)
+    where it runs past the full output. That is how converters write an output padding (torch7's
+    SpatialFullConvolution ``adj``, PyTorch's ``output_padding``: fast-neural-style's 361 -> 362), and
+    how coremltools' own MIL -> neuralNetwork mapping sets paddingAmounts together with outputShape."""
     n, cin, h, wd = x.shape
     _, og, kh, kw = w.shape
     cg = cin // groups
@@ -152,9 +157,18 @@ def _deconv(x, w, stride, groups, bias, borders, top_left_heavy, L):
             crops.append((total - small, small) if top_left_heavy else (small, total - small))
         (t, b), (lf, r) = crops
     H, W = full.shape[2:]
-    if t + b >= H or lf + r >= W:
-        L.fail(f"padding amounts {[t, b, lf, r]} crop the whole {H}x{W} output")
-    y = full[:, :, t:H - b, lf:W - r]
+    if out_shape:
+        ho, wo = out_shape
+        if ho < 1 or wo < 1 or t >= H or lf >= W:
+            L.fail(f"outputShape {list(out_shape)} with padding amounts {[t, b, lf, r]} leaves no output "
+                   f"of the {H}x{W} transposed convolution")
+        y = np.zeros((n, full.shape[1], ho, wo), np.float32)
+        part = full[:, :, t:t + ho, lf:lf + wo]
+        y[:, :, :part.shape[2], :part.shape[3]] = part
+    else:
+        if t + b >= H or lf + r >= W:
+            L.fail(f"padding amounts {[t, b, lf, r]} crop the whole {H}x{W} output")
+        y = full[:, :, t:H - b, lf:W - r]
     if bias is not None:
         y = y + bias.reshape(1, -1, 1, 1)
     return np.ascontiguousarray(y)

@@ -4,8 +4,8 @@
 for "conversion did not crash". This runner reads the package itself and computes its outputs with
 numpy, so CI on Linux can check the *numbers* a converted program computes against PyTorch:
 
-- the spec comes from ``coremltools.models.MLModel(path, skip_model_load=True)``; the program is the
-  ``main`` function of ``spec.mlProgram`` (its opset block, e.g. ``CoreML6`` for iOS16);
+- the spec comes from the package's files, read-only (:mod:`styleport.runtime.coreml.package`); the
+  program is the ``main`` function of ``spec.mlProgram`` (its opset block, e.g. ``CoreML6`` for iOS16);
 - constants are read from the protobuf (immediate values) or from the package's
   ``weights/weight.bin`` blob file at the recorded offsets (coremltools' own blob reader, through its
   milproto value loader), so a corrupted weight file gives corrupted outputs;
@@ -66,14 +66,13 @@ accumulation and operator fusion, and it says nothing about speed. Confirm on a 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from styleport.errors import BadInput
 from styleport.runtime.coreml.image import IMAGE_CHANNELS, IMAGE_OUTPUT_MODES, color_space, image_hw
 from styleport.runtime.coreml.nn import CoreMLNNRunner, is_neural_network
 from styleport.runtime.coreml.ops import FEATURE_DTYPES, NAME, fail
+from styleport.runtime.coreml.package import read_package
 from styleport.runtime.coreml.program import MilProgram
 from styleport.runtime.runners.base import Runner, RuntimeUnavailable, TensorSpec
 
@@ -103,18 +102,11 @@ class CoreMLMilRunner(Runner):
         except Exception as e:
             raise RuntimeUnavailable(f"coremltools is not importable ({e}); pip install coremltools") from None
         model = self.path
-        if not isinstance(model, ct.models.MLModel):
-            path = os.fspath(model)
-            if not os.path.exists(path):
-                raise BadInput(f"no such CoreML model: {path}")
-            if not os.path.isdir(path):
-                fail(f"{path} is not an .mlpackage directory (ML programs are saved as packages)")
-            try:
-                model = ct.models.MLModel(path, skip_model_load=True)
-            except Exception as e:
-                fail(f"cannot read {path}: {e}")
-        self._spec = model.get_spec()
-        weights_dir = getattr(model, "weights_dir", None)
+        if isinstance(model, ct.models.MLModel):
+            self._spec = model.get_spec()
+            weights_dir = getattr(model, "weights_dir", None)
+        else:   # read-only: coremltools' MLModel(path) rewrites the package's Manifest.json (package.py)
+            self._spec, weights_dir = read_package(model)
         self._program = MilProgram(self._spec, weights_dir, self.options.get("function", "main"))
         self._desc_in = {f.name: f for f in self._spec.description.input}
         self._image_mode = self.options.get("image_output", "float")
