@@ -168,3 +168,27 @@ class Ticker:
         if self._thread is not None:
             self._thread.join(timeout=2)
 
+
+
+class Bar:
+    """A tqdm bar on stderr that ticks every second (elapsed time and ETA keep moving), shown only on
+    a terminal (tqdm's ``disable=None``) and never with ``enabled=False`` (``--no-progress``)."""
+
+    def __init__(self, total, desc: str, enabled: bool = True, unit: str = "step"):
+        from tqdm import tqdm
+        self.tqdm = tqdm(total=total, desc=desc, unit=unit, disable=None if enabled else True, leave=False)
+        self._ticker = Ticker(self.tqdm)
+
+    def note(self, text: str) -> None:
+        self.tqdm.set_postfix_str(text[:60], refresh=True)
+
+    def grow(self, n: int) -> None:
+        self.tqdm.total = (self.tqdm.total or 0) + n
+        self.tqdm.refresh()
+
+    def update(self, n: int = 1) -> None:
+        self.tqdm.update(n)
+
+    def close(self) -> None:
+        self._ticker.close()
+        self.tqdm.close()
