@@ -103,6 +103,35 @@ DEMO_SKIPS = ("the --target-psnr 30 search among int8 variants (ONNX dynamic/a16
 INT8_TARGET_DB = 30.0  # the default int8 parity tolerance (runtime/harness/tolerances.py)
 
 
+def write_samples(out: Path, contents: dict, styles: dict) -> tuple[Path, Path]:
+    """The demo's images as files: samples/{content,style} (the calibration set) and samples-parity/
+    (the first pair: the pair the parity checks run on, the held-out set of the quality report and of
+    the int8 choice). Returns (samples, samples-parity)."""
+    sdir = out / "samples"
+    for sub in ("content", "style"):
+        (sdir / sub).mkdir(parents=True, exist_ok=True)
+    for n, im in contents.items():
+        im.save(sdir / "content" / f"{n}.png")
+    for n, im in styles.items():
+        im.convert("RGB").save(sdir / "style" / f"{n}.png")
+    pdir = out / "samples-parity"
+    for sub, name in (("content", next(iter(contents))), ("style", next(iter(styles)))):
+        (pdir / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sdir / sub / f"{name}.png", pdir / sub / f"{name}.png")
+    return sdir, pdir
+
+
+def demo_calibration(sdir: Path, pdir: Path, int8_search: bool = False) -> dict:
+    """The ``calibration`` the demo gives export_bundle (benchmarks/export_cost.py times the same)."""
+    cal = {"content": str(sdir / "content"), "style": str(sdir / "style"), "count": None, "synthetic": False,
+           "variants": False, "eval_content": str(pdir / "content"), "eval_style": str(pdir / "style")}
+    if int8_search:
+        # the int8 that ships is the fastest one that reaches the parity tolerance on the pair the demo
+        # then checks (export --target-psnr)
+        cal["target_psnr"] = INT8_TARGET_DB
+    return cal
+
+
 def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
              formats=("onnx", "tflite", "coreml", "executorch"),
              precisions=("fp32", "fp16", "int8"), num_runs: int | None = None, threads: int = 2,
@@ -158,19 +187,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
     # 2. stylise samples in PyTorch
     shared = SHARED_DATA if shared is None else shared
     contents, styles = sample_sets(quick, shared or False)
-    sdir = out / "samples"
-    for sub in ("content", "style"):
-        (sdir / sub).mkdir(parents=True, exist_ok=True)
-    for n, im in contents.items():
-        im.save(sdir / "content" / f"{n}.png")
-    for n, im in styles.items():
-        im.convert("RGB").save(sdir / "style" / f"{n}.png")
-    # the pair the parity checks run on (step 4), as the held-out set of the int8 choice: the int8 that
-    # ships is the fastest one that meets the parity tolerance on exactly that input
-    pdir = out / "samples-parity"
-    for sub, name in (("content", next(iter(contents))), ("style", next(iter(styles)))):
-        (pdir / sub).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(sdir / sub / f"{name}.png", pdir / sub / f"{name}.png")
+    sdir, pdir = write_samples(out, contents, styles)
     gallery = []
     stdir = out / "stylized"
     stdir.mkdir(exist_ok=True)
@@ -194,14 +211,8 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
     # 3. export
     bundle = out / "bundle"
     _say(f"exporting {', '.join(formats)} x {', '.join(precisions)} at {size}px (style {style_size}px)")
-    calibration = {"content": str(sdir / "content"), "style": str(sdir / "style"), "count": None,
-                   "synthetic": False, "variants": False,
-                   "eval_content": str(pdir / "content"), "eval_style": str(pdir / "style")}
-    if int8_search:
-        # the int8 that ships is the fastest one that reaches the parity tolerance on the pair the demo
-        # then checks (export --target-psnr)
-        calibration["target_psnr"] = INT8_TARGET_DB
-    elif "int8" in precisions:
+    calibration = demo_calibration(sdir, pdir, int8_search)
+    if not int8_search and "int8" in precisions:
         _say(f"int8: the plain calibrated artefacts only; skipped for speed: {DEMO_SKIPS} "
              "(--int8-search does it, several minutes more)")
     t0 = time.perf_counter()
