@@ -8,8 +8,8 @@
    side-by-side column and the PSNR between the two (nothing is downloaded: without them the
    report says there is no Google column);
 3. export ONNX, TFLite, CoreML and ExecuTorch at fp32, fp16 and int8 (int8 calibrated on the demo's
-   images; the int8 kept is the fastest one at >= 30 dB on the pair the parity checks use,
-   ``export --target-psnr 30``);
+   images, the plain calibrated int8 of each format; with ``--int8-search`` the int8 kept is the
+   fastest one at >= 30 dB on the pair the parity checks use, ``export --target-psnr 30``);
 4. run parity (against PyTorch) and latency for every artefact that can run here (CoreML through
    the coreml-mil reference interpreter on Linux, ExecuTorch through its own runtime);
 5. write report.html (self-contained), report.json and junit.xml, and print a summary.
