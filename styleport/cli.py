@@ -114,6 +114,7 @@ def cmd_demo(args) -> int:
                     formats=parse_list(args.formats, FORMATS, "format"),
                     precisions=parse_list(args.precisions, PRECISIONS, "precision"),
                     num_runs=args.num_runs, threads=args.threads, tolerances=args.tolerances,
+                    int8_search=args.int8_search, progress=not args.no_progress,
                     shared=None if args.shared_data is None else (
                         False if args.shared_data.lower() == "none" else Path(args.shared_data)))
 
@@ -192,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(more styles) and Google's Magenta TFLite files in magenta/ (a side-by-side column "
                         "of Google's own outputs); default ../shared/data beside the repository when "
                         "present; 'none' runs without it")
+    d.add_argument("--int8-search", action="store_true",
+                   help="write every int8 variant and keep, per network and format, the fastest whose worst pair "
+                        "reaches 30 dB (export --target-psnr 30); by default the demo writes the plain calibrated "
+                        "int8 only (several minutes less)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars (they show on a terminal only)")
     d.set_defaults(func=cmd_demo)
 
     import types

@@ -46,6 +46,11 @@ def test_demo_quick_report_has_every_section(tmp_path):
     inline = [s for s in parser.imgs if s.startswith("data:image/png;base64,")]
     assert len(inline) >= 3  # latency chart, size chart, at least one error heatmap
     doc = json.loads((out / "report.json").read_text())
+    # the quick default: plain int8 only, and the report says what was skipped; the export's step timings
+    assert doc["int8_search"]["done"] is False and "ExecuTorch static" in doc["int8_search"]["skipped"]
+    assert not any(a.get("variant") for a in doc["artifacts"])
+    t = json.loads((out / "bundle" / "manifest.json").read_text())["export"]["timings"]
+    assert abs(t["steps_s"] - t["wall_s"]) <= 0.1 * t["wall_s"] and "styleport: export " in p.stderr
     formats = {(a["format"], a["precision"]) for a in doc["artifacts"]}
     assert formats == {(f, p) for f in ("onnx", "tflite", "coreml", "executorch") for p in ("fp32", "fp16", "int8")}
     ran = {(c["format"], c["precision"]) for c in doc["compare"] if c.get("file")}

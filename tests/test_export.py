@@ -305,3 +305,31 @@ def test_a_miscompile_fails_the_export_and_keeps_the_old_bundle(tmp_path, monkey
     (tmp_path / "typo.toml").write_text('["transformr/onnx/fp32"]\nmax_abs = 0.0\n')
     assert main(args + ["--force", "--tolerances", str(tmp_path / "typo.toml")]) == 2
     assert "transformr" in capsys.readouterr().err
+
+
+def test_manifest_timings_add_up_to_the_export_wall_time(tmp_path, capsys):
+    """export.timings (export/timing.py): exclusive per-step rows that add up to within 10% of the
+    export's wall time, labelled by artefact, plus the one-line summary on stderr."""
+    import time
+    ck = _ckpt(tmp_path, "johnson", 0.125)
+    t0 = time.perf_counter()
+    m = export_bundle(ck, tmp_path / "b", ["onnx", "tflite"], ["fp32", "int8"], size=32, progress=False)
+    outer = time.perf_counter() - t0
+    t = m["export"]["timings"]
+    total = sum(r["seconds"] for r in t["rows"])
+    assert abs(total - t["wall_s"]) <= 0.10 * t["wall_s"], (total, t["wall_s"])
+    assert t["wall_s"] <= outer and t["wall_s"] >= 0.9 * outer, (t["wall_s"], outer)
+    assert abs(sum(t["by_step"].values()) - total) < 0.05 * total + 0.1
+    steps = {r["step"] for r in t["rows"]}
+    assert {"prepare", "convert", "simplify", "gate", "quantize", "score", "metadata", "write"} <= steps, steps
+    assert all(r["seconds"] >= 0 for r in t["rows"])
+    # the fp32 gate and the int8 quantization are rows of their artefact
+    assert any(r["step"] == "gate" and r.get("format") == "onnx" and r.get("precision") == "fp32" for r in t["rows"])
+    assert any(r["step"] == "quantize" and r.get("format") == "tflite" and r.get("precision") == "int8"
+               for r in t["rows"])
+    assert set(t["by_format"]) >= {"onnx", "tflite"}
+    err = capsys.readouterr().err
+    line = [ln for ln in err.splitlines() if ln.startswith("styleport: export ")]
+    assert len(line) == 1 and "steps cover" in line[0], err[-500:]
+    assert (tmp_path / "b" / "manifest.json").is_file()
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["export"]["timings"]["rows"]

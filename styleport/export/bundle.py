@@ -27,6 +27,7 @@ from styleport import __version__
 from styleport.errors import BadInput, ConversionError, StyleportError
 from styleport.export.coreml_export import io_kind
 from styleport.export.formats import CheckSkipped, ExportOptions, artefact_path, exporter
+from styleport.export.timing import Ticker, clock, one_line, step
 from styleport.export.wrappers import LAYOUT, export_module, io_spec, networks
 from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha256_path, size_path, validate
 from styleport.models.checkpoint import WEIGHTS, _umask_mode, load_checkpoint, sha256_file
@@ -76,10 +77,15 @@ def _alive(pid: int) -> bool:
 
 
 def _check_fp32(fmt: str, path: Path, module, sample, inputs, outputs, net: str, rules=None,
-                allow_drift: bool = False) -> dict:
+                allow_drift: bool = False, labels: dict | None = None) -> dict:
     """Run the fresh fp32 artefact once against the wrapped torch module and judge it at the fp32
     tolerance of ``parity`` (its defaults, overridden by ``rules`` from ``--tolerances``). Beyond it
     the export fails (exit 3, nothing written) unless ``allow_drift``; then the drift is recorded."""
+    with step("gate", **(labels or {})):
+        return _check_fp32_inner(fmt, path, module, sample, inputs, outputs, net, rules, allow_drift)
+
+
+def _check_fp32_inner(fmt, path, module, sample, inputs, outputs, net, rules, allow_drift) -> dict:
     from styleport.metrics import compare
     from styleport.runtime.harness.tolerances import check, resolve_tolerance
     with torch.no_grad():
@@ -144,12 +150,14 @@ class _Job:
         asked for. A module rescaled for fp16 (export/fp16safe.py) gets its own, never shared."""
         if rescaled:
             base = tmp / "_work" / artefact_path(self.fmt, self.net, "fp32-fp16safe")
-            self.export(base, "fp32")
+            with step("convert", variant="fp32 base (fp16-safe)"):
+                self.export(base, "fp32")
             return base
         key = (self.net, self.fmt)
         if key not in fp32_paths:
             base = tmp / "_work" / artefact_path(self.fmt, self.net, "fp32")
-            self.export(base, "fp32")
+            with step("convert", variant="fp32 base"):
+                self.export(base, "fp32")
             fp32_paths[key] = base
         return fp32_paths[key]
 
@@ -164,12 +172,38 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     overrides for the files' metadata (export/metadata.py); ``fp16_rescale``: the fp16-safe rescale of
     convs feeding instance norms (export/fp16safe.py) for fp16 artefacts. ``tolerances``: rules of
     ``runtime.harness.tolerances.load_tolerances`` for the fp32 check against torch; ``allow_drift``: write the
-    bundle even when an fp32 artefact breaks that tolerance (recorded in its ``details.check``)."""
+    bundle even when an fp32 artefact breaks that tolerance (recorded in its ``details.check``).
+
+    ``manifest["export"]["timings"]``: the wall time of every step (export/timing.py: trace, convert,
+    simplify, calibrate, quantize per variant, gate, score, choose, ...), rows that add up to the
+    export's wall time; with ``progress`` a bar on stderr (terminals only) names the artefact and
+    step, and one summary line of the timings is printed on stderr at the end."""
+    t_start = time.perf_counter()
+    bar = tqdm(total=None, desc="export", unit="step", disable=None if progress else True, leave=False)
+    ticker = Ticker(bar)
+    try:
+        with clock(lambda text: bar.set_postfix_str(text[:60], refresh=True)):
+            manifest = _write(checkpoint, out, formats, precisions, size, style_size, dynamic, force, opset,
+                              calibration, export_options, fp16_rescale, coreml_io, credits, tolerances,
+                              allow_drift, bar, t_start)
+    finally:
+        ticker.close()
+        bar.close()
+    print(f"styleport: {one_line(manifest['export']['timings'])}", file=sys.stderr, flush=True)
+    return manifest
+
+
+def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, force, opset, calibration,
+           export_options, fp16_rescale, coreml_io, credits, tolerances, allow_drift, bar, t_start) -> dict:
+    """export_bundle's work, inside its step clock."""
     from styleport.export.coreml_export import IO_KINDS
+    from styleport.export.timing import current as current_clock
     from styleport.quantization import make_variant
 
     out = Path(out)
     ckpt = Path(checkpoint)
+    prep = step("prepare")
+    prep.__enter__()
     model, doc = load_checkpoint(ckpt)
     if isinstance(size, int):
         size = (size, size)
@@ -204,6 +238,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
 
     nets = networks(model)
     ckpt_sha = sha256_file(ckpt / WEIGHTS)
+    prep.__exit__(None, None, None)
     # --target-psnr (issue 13): every int8 variant is written, the fastest one that reaches the target
     # becomes the plain int8; with --no-variants only that one stays
     target = (calibration or {}).get("target_psnr")
@@ -211,41 +246,48 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     if target is not None and not keep_variants:
         calibration = dict(calibration, variants=True)
     jobs = [(n, f, p) for n in nets for f in formats for p in precisions]
+    # one bar unit per artefact job, plus the quality report, the float-layer search and the choice
+    bar.reset(total=len(jobs) + (any(p != "fp32" for p in precisions))
+              + 2 * (target is not None and "int8" in precisions))
     artifacts = []
-    t_start = time.perf_counter()
-    bar = tqdm(jobs, desc="export", unit="artefact", disable=None if progress else True, leave=False)
     current = None
+    calib_cache = {}  # calibration feeds per network and input layout, built once (quantization._calib_feeds)
     try:
         fp32_paths = {}
-        for net, fmt, prec in bar:
+        for net, fmt, prec in jobs:
             current = (net, fmt, prec)
-            bar.set_postfix_str(f"{net} {fmt} {prec}")
-            job = _Job.make(model, net, fmt, prec, size, style_size, dynamic, opset, export_options, coreml_io)
-            rel = artefact_path(fmt, net, prec)
-            path = tmp / rel
+            labels = {"model": net, "format": fmt, "precision": prec}
             t0 = time.perf_counter()
-            # fp16-safe export (issue #16): rescale convs feeding instance norms; fp16 artefacts only
-            safe = None
-            if prec == "fp16" and fp16_rescale:
-                from styleport.export.fp16safe import make_fp16_safe
-                safe = make_fp16_safe(job.module, job.sample, job.inputs)
-            rescaled = bool(safe and safe["applied"])
+            with step("prepare", **labels):
+                job = _Job.make(model, net, fmt, prec, size, style_size, dynamic, opset, export_options, coreml_io)
+                rel = artefact_path(fmt, net, prec)
+                path = tmp / rel
+                # fp16-safe export (issue #16): rescale convs feeding instance norms; fp16 artefacts only
+                safe = None
+                if prec == "fp16" and fp16_rescale:
+                    from styleport.export.fp16safe import make_fp16_safe
+                    safe = make_fp16_safe(job.module, job.sample, job.inputs)
+                rescaled = bool(safe and safe["applied"])
             if prec in exporter(fmt).NATIVE:
-                details = job.export(path)
+                with step("convert", **labels):
+                    details = job.export(path)
                 if prec == "fp32":
                     details["check"] = _check_fp32(fmt, path, job.module, job.sample, job.inputs, job.outputs,
-                                                   net, tolerances, allow_drift)
+                                                   net, tolerances, allow_drift, labels)
                     fp32_paths[(net, fmt)] = path
             else:
-                # quantizers start from the fp32 artefact (made unlisted if needed) or from the module
-                if exporter(fmt).BASE == "file":
-                    base = job.fp32_base(tmp, fp32_paths, rescaled)
-                else:
-                    base = None if rescaled else fp32_paths.get((net, fmt))
-                details = make_variant(fmt, prec, base, path, module=job.module, sample=job.sample,
-                                       inputs=job.inputs, outputs=job.outputs, network=net, model=model,
-                                       calibration=calibration, options=job.opts)
+                with step("quantize", **labels):
+                    # quantizers start from the fp32 artefact (made unlisted if needed) or from the module
+                    if exporter(fmt).BASE == "file":
+                        base = job.fp32_base(tmp, fp32_paths, rescaled)
+                    else:
+                        base = None if rescaled else fp32_paths.get((net, fmt))
+                    details = make_variant(fmt, prec, base, path, module=job.module, sample=job.sample,
+                                           inputs=job.inputs, outputs=job.outputs, network=net, model=model,
+                                           calibration=calibration, options=job.opts, cache=calib_cache)
             details["seconds"] = round(time.perf_counter() - t0, 2)
+            meta = step("metadata", **labels)
+            meta.__enter__()
             if safe is not None:
                 details["fp16_rescale"] = safe
             # extra artefacts of one precision (quantization variants), keyed by "variant"
@@ -262,21 +304,32 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
                 v["details"]["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
                 artifacts.append({**entry, "bytes": size_path(v["path"]), "sha256": sha256_path(v["path"]),
                                   "details": v["details"]})
+            meta.__exit__(None, None, None)
+            bar.update(1)
         if target is not None and "int8" in precisions:
             from styleport.quantization import _has_calibration
             if "onnx" in formats and _has_calibration(calibration):
                 current = ("transformer", "onnx", f"int8 --target-psnr {target} (float-layer search)")
-                artifacts.append(_target_psnr(model, tmp, fp32_paths, size, style_size, calibration, float(target),
-                                              opset, ckpt_sha, doc, credits))
+                with step("search", model="transformer", format="onnx", precision="int8", variant="target"):
+                    artifacts.append(_target_psnr(model, tmp, fp32_paths, size, style_size, calibration, float(target),
+                                                  opset, ckpt_sha, doc, credits))
+                bar.update(1)
             elif "onnx" in formats:
                 print("styleport: --target-psnr: no calibration images, so no ONNX float-layer search "
                       "(variant 'target'); choosing among the int8 artefacts written", file=sys.stderr)
         if any(p != "fp32" for p in precisions):
             from styleport.quantization.report import write_quality_report
-            qdoc = write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
+            with step("score"):
+                qdoc = write_quality_report(tmp, artifacts, model, fp32_paths, size, style_size, calibration)
+            bar.update(1)
             if target is not None and "int8" in precisions:
                 current = ("int8", "choice", f"--target-psnr {target}")
-                _choose_int8(tmp, artifacts, qdoc, float(target), keep_variants, doc, ckpt_sha, style_size, credits)
+                with step("choose"):
+                    _choose_int8(tmp, artifacts, qdoc, float(target), keep_variants, doc, ckpt_sha, style_size,
+                                 credits)
+                bar.update(1)
+        write = step("write")
+        write.__enter__()
         shutil.rmtree(tmp / "_work", ignore_errors=True)
         manifest = {
             "schema": SCHEMA, "kind": KIND, "created_by": f"styleport {__version__}",
@@ -286,8 +339,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
                        "config": doc["model"], "styles": doc.get("styles")},
             "preprocessing": preprocessing(model, size, style_size, dynamic),
             "export": {"size": list(size), "style_size": style_size, "dynamic": bool(dynamic), "coreml_io": coreml_io,
-                       "formats": list(formats), "precisions": list(precisions),
-                       "seconds": round(time.perf_counter() - t_start, 1)},
+                       "formats": list(formats), "precisions": list(precisions)},
             "tools": tool_versions(),
             "determinism": "the same checkpoint and options give byte-identical ONNX, TFLite and CoreML "
                            "files (CoreML package identifiers are derived from item paths); only this "
@@ -296,6 +348,10 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         }
         validate(manifest)
         import json
+        write.__exit__(None, None, None)  # the manifest holds the timings: written after the clock stops
+        wall = time.perf_counter() - t_start
+        manifest["export"]["seconds"] = round(wall, 1)
+        manifest["export"]["timings"] = current_clock().summary(wall)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             old = parent / f".{out.name}.old-{os.getpid()}"
@@ -322,8 +378,6 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         what = " ".join(current) if current else "export"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise ConversionError(f"{what} failed: {type(e).__name__}: {first}{where}") from None
-    finally:
-        bar.close()
 
 
 def _target_psnr(model, tmp, fp32_paths, size, style_size, calibration, target, opset, ckpt_sha, doc,

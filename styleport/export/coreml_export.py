@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from styleport.export.timing import step
 from styleport.export.wrappers import quiet_torch_export
 
 TARGET = "iOS16"
@@ -99,7 +100,8 @@ def export_coreml(module: torch.nn.Module, sample: tuple, inputs: list, outputs:
         module = _PixelOutput(module).eval()
     with quiet_torch_export(), torch.no_grad():
         import coremltools as ct
-        traced = torch.jit.trace(module, sample, check_trace=False)
+        with step("trace"):
+            traced = torch.jit.trace(module, sample, check_trace=False)
         ct_inputs = []
         for spec, t in zip(inputs, sample):
             shape = tuple(t.shape)
@@ -113,13 +115,14 @@ def export_coreml(module: torch.nn.Module, sample: tuple, inputs: list, outputs:
                 ct_inputs.append(ct.TensorType(name=spec["name"], shape=shape, dtype=np.float32))
         ct_outputs = [ct.ImageType(name=o["name"], color_layout=ct.colorlayout.RGB) if "image" in o
                       else ct.TensorType(name=o["name"], dtype=np.float32) for o in outputs]
-        ml = ct.convert(traced, inputs=ct_inputs, outputs=ct_outputs,
-                        convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, TARGET),
-                        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-                        compute_units=ct.ComputeUnit.ALL)
-        ml.short_description = "styleport export"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ml.save(str(path))
+        with step("convert"):
+            ml = ct.convert(traced, inputs=ct_inputs, outputs=ct_outputs,
+                            convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, TARGET),
+                            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+                            compute_units=ct.ComputeUnit.ALL)
+            ml.short_description = "styleport export"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ml.save(str(path))
     _stable_identifiers(path)
     # Validate the way Linux can: reload the spec without compiling.
     spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()

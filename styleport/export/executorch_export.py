@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from styleport.export.timing import step
 from styleport.export.wrappers import quiet_torch_export
 
 EXT = ".pte"
@@ -60,7 +61,7 @@ def export(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list, 
     module = module.eval()
     if opts.precision == "fp16":
         module = HalfPrecision(copy.deepcopy(module)).eval()
-    with quiet_torch_export(), torch.no_grad():
+    with step("trace"), quiet_torch_export(), torch.no_grad():
         program = capture(module, sample)
     details = lower(program, path, inputs, outputs)
     details["precision"] = opts.precision
@@ -79,7 +80,7 @@ def capture(module: torch.nn.Module, sample: tuple):
 
 def lower(program, path: Path, inputs: list, outputs: list) -> dict:
     """An exported program (fp32, fp16 or PT2E-quantized) -> ``path``; returns the manifest details."""
-    with quiet_torch_export():
+    with step("convert"), quiet_torch_export():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.devtools.backend_debug import get_delegation_info
         from executorch.exir import to_edge_transform_and_lower

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import torch
 
+from styleport.export.timing import step
 from styleport.export.wrappers import quiet_torch_export
 
 DEFAULT_OPSET = 20
@@ -41,7 +42,7 @@ def export_onnx(module: torch.nn.Module, sample: tuple, inputs: list, outputs: l
     names_out = [s["name"] for s in outputs]
     if opset < 17:
         raise ValueError(f"opset {opset} is below 17, the lowest this exporter supports")
-    with quiet_torch_export(), torch.no_grad():
+    with step("convert"), quiet_torch_export(), torch.no_grad():
         if opset >= 18:
             dyn = None
             if dynamic:
@@ -61,6 +62,12 @@ def export_onnx(module: torch.nn.Module, sample: tuple, inputs: list, outputs: l
                               dynamo=False, opset_version=opset, dynamic_axes=dyn_axes)
             model = onnx.load_from_string(buf.getvalue())
     model.producer_name = "styleport"
+    with step("simplify"):
+        return _finish(model, path, sample, names_in, simplify, dynamic, opset)
+
+
+def _finish(model, path, sample, names_in, simplify, dynamic, opset) -> dict:
+    """Check, infer shapes, simplify (onnxsim, kept only when it runs to the same numbers), save."""
     onnx.checker.check_model(model, full_check=True)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     before = len(model.graph.node)

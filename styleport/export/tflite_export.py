@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from styleport.export.timing import step
 from styleport.export.wrappers import quiet_torch_export
 
 EXT = ".tflite"
@@ -50,7 +51,7 @@ def export_tflite(module: torch.nn.Module, sample: tuple, inputs: list, outputs:
         def forward(self, **kw):
             return {out_name: self.inner(**kw)}
 
-    with quiet_torch_export(), torch.no_grad():
+    with step("convert"), quiet_torch_export(), torch.no_grad():
         import litert_torch
         path.parent.mkdir(parents=True, exist_ok=True)
         litert_torch.convert(Named(module).eval(), sample_kwargs=kwargs, quant_config=quant_config).export(str(path))
@@ -59,7 +60,9 @@ def export_tflite(module: torch.nn.Module, sample: tuple, inputs: list, outputs:
             # NCHW, with two TRANSPOSE ops around it (tiny dumoulin): then the plain conv is kept
             litert_torch.convert(Named(module).eval(), sample_kwargs=kwargs, quant_config=quant_config).export(str(path))
     from styleport.export.tflite_rewrite import rewrite_file
-    return {"converter": "litert-torch", "signature": "serving_default", "rewrites": rewrite_file(path)}
+    with step("simplify"):
+        rewrites = rewrite_file(path)
+    return {"converter": "litert-torch", "signature": "serving_default", "rewrites": rewrites}
 
 
 def _transposes(path: Path) -> int:

@@ -55,16 +55,28 @@ def _hw(inputs, sample) -> tuple[int, int]:
 
 
 def _calib_feeds(ctx, network, style_views: bool = False):
+    """(feeds, source) of the calibration set; kept in ``ctx["cache"]`` (one dict per export) so
+    formats with the same input layout decode the images and run the predictor once."""
+    from styleport.export.timing import step
     from styleport.quantization import calibration as C
     model, inputs, sample = ctx["model"], ctx["inputs"], ctx["sample"]
-    hw = _hw(inputs, sample)
-    if network == "predictor":
-        style_size, size = hw[0], hw
-    else:
-        size = hw
-        style_size = int(getattr(model, "style_size", 256) or 256)
-    cal = C.build_set(ctx.get("calibration"), model, network, size, style_size, style_views=style_views)
-    return C.feeds(model, network, inputs, cal), cal.describe()
+    cache = ctx.get("cache")
+    key = (network, style_views, tuple((e["name"], e.get("layout"), bool(e.get("image")), str(e.get("shape")))
+                                       for e in inputs))
+    if cache is not None and key in cache:
+        return cache[key]
+    with step("calibrate"):
+        hw = _hw(inputs, sample)
+        if network == "predictor":
+            style_size, size = hw[0], hw
+        else:
+            size = hw
+            style_size = int(getattr(model, "style_size", 256) or 256)
+        cal = C.build_set(ctx.get("calibration"), model, network, size, style_size, style_views=style_views)
+        res = C.feeds(model, network, inputs, cal), cal.describe()
+    if cache is not None:
+        cache[key] = res
+    return res
 
 
 def _has_calibration(cal: dict | None) -> bool:
@@ -80,6 +92,7 @@ def _variant_path(out_path: Path, name: str) -> Path:
 
 
 def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ctx) -> dict:
+    from styleport.export.timing import step
     from styleport.quantization.calibration import parse_options
     # fp32_path is None for formats quantized from the torch module (formats.BASE == "module")
     fp32_path, out_path = (Path(fp32_path) if fp32_path is not None else None), Path(out_path)
@@ -124,7 +137,8 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
         if feeds is not None and want_variants:
             for v in ONNX_VARIANTS.get(network, ("dynamic", "a16w8")):
                 p = _variant_path(out_path, v)
-                d = Q.quantize(fp32_path, p, v, feeds, method=cal["method"])
+                with step("quantize", variant=v):
+                    d = Q.quantize(fp32_path, p, v, feeds, method=cal["method"])
                 extra.append({"variant": v, "path": p, "details": dict(d, calibration=source if v != "dynamic" else None)})
     elif fmt == "tflite":
         from styleport.quantization import tflite_quant as T
@@ -146,7 +160,8 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
                 if v == primary:
                     continue
                 p = _variant_path(out_path, v)
-                d = T.quantize(fp32_path, p, v, feeds if v != "dynamic" else None)
+                with step("quantize", variant=v):
+                    d = T.quantize(fp32_path, p, v, feeds if v != "dynamic" else None)
                 extra.append({"variant": v, "path": p, "details": dict(d, calibration=source if v != "dynamic" else None)})
     elif fmt == "coreml":
         from styleport.quantization import coreml_quant as M
@@ -154,7 +169,8 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
         if want_variants:
             for v in COREML_PALETTES:
                 p = _variant_path(out_path, v)
-                extra.append({"variant": v, "path": p, "details": M.compress(fp32_path, p, v)})
+                with step("quantize", variant=v):
+                    extra.append({"variant": v, "path": p, "details": M.compress(fp32_path, p, v)})
     elif fmt == "executorch":
         from styleport.quantization import executorch_quant as X
         # PT2E quantizes the torch module, not the fp32 file. The plain int8 is dynamic (no calibration;
@@ -165,8 +181,9 @@ def make_variant(fmt: str, precision: str, fp32_path: Path, out_path: Path, **ct
         if feeds is not None:
             p = _variant_path(out_path, "static")
             try:
-                extra.append({"variant": "static", "path": p, "details": dict(
-                    X.quantize(module, sample, inputs, outputs, p, "static", feeds), calibration=source)})
+                with step("quantize", variant="static"):
+                    extra.append({"variant": "static", "path": p, "details": dict(
+                        X.quantize(module, sample, inputs, outputs, p, "static", feeds), calibration=source)})
             except RuntimeError as e:  # a variant XNNPACK cannot run is left out, out loud
                 details["static_variant"] = f"skipped: {e}"
                 print(f"styleport: {network} executorch int8 static variant skipped: {e}", file=sys.stderr)

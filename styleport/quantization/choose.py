@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from styleport.export.timing import step
+
 # what the plain int8 is when its details do not say (quantization/__init__.py)
 PLAIN_KIND = {"onnx": "dynamic", "tflite": "dynamic", "coreml": "linear", "executorch": "dynamic"}
 
@@ -104,7 +106,8 @@ def choose(root: Path, artifacts: list[dict], quality: dict, target_db: float, r
             why = ("CoreML latency is not measurable off macOS (coreml-mil is a reference interpreter): "
                    "the plain int8 is kept")
         else:
-            ms = time_candidates(root, cands, rounds=rounds)
+            with step("choose", model=net, format=fmt, precision="int8"):
+                ms = time_candidates(root, cands, rounds=rounds)
             why = None
         table = []
         for a, t in zip(cands, ms):

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from styleport import metrics
+from styleport.export.timing import step
 
 MAX_CONTENT = 4
 MAX_STYLE = 2
@@ -112,7 +113,6 @@ def _to_nchw(a: np.ndarray, layout: str) -> np.ndarray:
 
 def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibration=None,
              fp32_bytes: dict | None = None) -> dict:
-    from styleport.quantization import calibration as C
     contents, styles, desc = held_out(calibration, size, style_size)
     kind = getattr(model, "kind", "single")
     with torch.no_grad():
@@ -137,67 +137,72 @@ def evaluate(artifacts: list, root: Path, model, size, style_size: int, calibrat
             fp32_bytes.setdefault((a["model"], a["format"]), a["bytes"])
     rows = []
     for a in artifacts:
-        row = {k: a.get(k) for k in ("model", "format", "precision", "variant", "path", "bytes")}
-        base = fp32_bytes.get((a["model"], a["format"]))
-        row["ratio_to_fp32"] = round(a["bytes"] / base, 4) if base else None
-        ops = (a.get("details") or {}).get("ops")
-        if ops:
-            row["ops_quantized"] = ops.get("quantized") or ops.get("compressed_weights") or {}
-            row["ops_float"] = ops.get("float", {})
-        try:
-            run = _Run(a["format"], root / a["path"])
-        except Exception as e:  # noqa: BLE001 - report it, do not fail the export over a metric
-            row["note"] = f"not run: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-            rows.append(row)
-            continue
-        row["runtime"] = run.runtime
-        ins = a["inputs"]
-        ps, ss, ts, snrs = [], [], [], []
-        try:
-            for k, ((c, j), ref) in enumerate(zip(pairs, refs)):
-                if a["model"] == "predictor":
-                    feeds = {ins[0]["name"]: C.to_feed(ins[0], styles[j])}
-                    t0 = time.perf_counter()
-                    b = run(feeds)
-                    ts.append(time.perf_counter() - t0)
-                    b = torch.from_numpy(b.reshape(1, -1))
-                    ref_b = seconds[j]
-                    snrs.append(metrics.snr_db(ref_b.numpy(), b.numpy()))
-                    with torch.no_grad():
-                        got = model.transformer(c, b).numpy()
-                else:
-                    feeds = {ins[0]["name"]: C.to_feed(ins[0], c)}
-                    if len(ins) > 1 and seconds[j] is not None:
-                        feeds[ins[1]["name"]] = C.to_feed(ins[1], seconds[j])
-                    if k == 0 and run.fmt != "coreml":
-                        run(feeds)  # warm-up
-                    t0 = time.perf_counter()
-                    got = _to_nchw(run(feeds), ins[0]["layout"])
-                    if (a.get("outputs") or [{}])[0].get("image"):  # CoreML image output: 0..255
-                        got = got / 255.0
-                    ts.append(time.perf_counter() - t0)
-                ps.append(metrics.psnr_db(ref, got))
-                ss.append(metrics.ssim(ref, got))
-        except Exception as e:  # noqa: BLE001
-            row["note"] = f"run failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
-            rows.append(row)
-            continue
-        if a["precision"] == "fp16" and not a.get("variant"):
-            row["fp16_headroom"] = _fp16_headroom(a, root, feeds, ref if a["model"] != "predictor" else None)
-        row["psnr_db"] = round(float(np.mean(ps)), 2)
-        row["psnr_min_db"] = round(float(np.min(ps)), 2)
-        row["ssim"] = round(float(np.mean(ss)), 4)
-        if snrs:
-            row["bottleneck_snr_db"] = round(float(np.mean(snrs)), 2)
-        if a["format"] != "coreml":
-            row["latency_ms"] = round(float(np.median(ts)) * 1000, 1)
-        rows.append(row)
+        with step("score", model=a["model"], format=a["format"], precision=a["precision"], variant=a.get("variant")):
+            rows.append(_score(a, root, model, pairs, refs, styles, seconds, fp32_bytes))
     return {"schema": 1, "reference": "PyTorch fp32 (the checkpoint's network)",
             "psnr_peak": metrics.PSNR_PEAK, "metrics": "styleport.metrics (PSNR peak 1.0 on outputs as produced; "
             "SSIM skimage, data_range 1, 7x7 window)",
             "held_out": desc, "pairs": len(pairs), "size": list(size), "style_size": style_size,
             "latency": "median of the held-out runs, 2 threads, measured during export (rough)",
             "results": rows}
+
+
+def _score(a: dict, root: Path, model, pairs, refs, styles, seconds, fp32_bytes: dict) -> dict:
+    """One artefact's quality row (see :func:`evaluate`)."""
+    from styleport.quantization import calibration as C
+    row = {k: a.get(k) for k in ("model", "format", "precision", "variant", "path", "bytes")}
+    base = fp32_bytes.get((a["model"], a["format"]))
+    row["ratio_to_fp32"] = round(a["bytes"] / base, 4) if base else None
+    ops = (a.get("details") or {}).get("ops")
+    if ops:
+        row["ops_quantized"] = ops.get("quantized") or ops.get("compressed_weights") or {}
+        row["ops_float"] = ops.get("float", {})
+    try:
+        run = _Run(a["format"], root / a["path"])
+    except Exception as e:  # noqa: BLE001 - report it, do not fail the export over a metric
+        row["note"] = f"not run: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        return row
+    row["runtime"] = run.runtime
+    ins = a["inputs"]
+    ps, ss, ts, snrs = [], [], [], []
+    try:
+        for k, ((c, j), ref) in enumerate(zip(pairs, refs)):
+            if a["model"] == "predictor":
+                feeds = {ins[0]["name"]: C.to_feed(ins[0], styles[j])}
+                t0 = time.perf_counter()
+                b = run(feeds)
+                ts.append(time.perf_counter() - t0)
+                b = torch.from_numpy(b.reshape(1, -1))
+                ref_b = seconds[j]
+                snrs.append(metrics.snr_db(ref_b.numpy(), b.numpy()))
+                with torch.no_grad():
+                    got = model.transformer(c, b).numpy()
+            else:
+                feeds = {ins[0]["name"]: C.to_feed(ins[0], c)}
+                if len(ins) > 1 and seconds[j] is not None:
+                    feeds[ins[1]["name"]] = C.to_feed(ins[1], seconds[j])
+                if k == 0 and run.fmt != "coreml":
+                    run(feeds)  # warm-up
+                t0 = time.perf_counter()
+                got = _to_nchw(run(feeds), ins[0]["layout"])
+                if (a.get("outputs") or [{}])[0].get("image"):  # CoreML image output: 0..255
+                    got = got / 255.0
+                ts.append(time.perf_counter() - t0)
+            ps.append(metrics.psnr_db(ref, got))
+            ss.append(metrics.ssim(ref, got))
+    except Exception as e:  # noqa: BLE001
+        row["note"] = f"run failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        return row
+    if a["precision"] == "fp16" and not a.get("variant"):
+        row["fp16_headroom"] = _fp16_headroom(a, root, feeds, ref if a["model"] != "predictor" else None)
+    row["psnr_db"] = round(float(np.mean(ps)), 2)
+    row["psnr_min_db"] = round(float(np.min(ps)), 2)
+    row["ssim"] = round(float(np.mean(ss)), 4)
+    if snrs:
+        row["bottleneck_snr_db"] = round(float(np.mean(snrs)), 2)
+    if a["format"] != "coreml":
+        row["latency_ms"] = round(float(np.median(ts)) * 1000, 1)
+    return row
 
 
 def _fp16_headroom(a: dict, root: Path, feeds: dict, ref) -> dict:

@@ -74,7 +74,7 @@ def _file_bytes(path: Path) -> int:
     return mf.size_path(path) if path.exists() else 0
 
 
-def bench(arts: list[Artifact], opts: BenchOptions, progress=None) -> tuple[list[dict], list[Check]]:
+def bench(arts: list[Artifact], opts: BenchOptions, progress=None, bar: bool = False) -> tuple[list[dict], list[Check]]:
     """One result per artefact x runtime (plus a 'torch' row per model when asked and a checkpoint
     exists). Each runs in a fresh worker process."""
     check_selectors(opts.selector_rules(), {(a.model or "model", a.format, a.precision or "fp32") for a in arts})
@@ -97,37 +97,49 @@ def bench(arts: list[Artifact], opts: BenchOptions, progress=None) -> tuple[list
                                           bundle=a.bundle, checkpoint=ckpt), "torch"))
         if not jobs:
             raise BadInput("no runtime opens these models (check --runtimes)")
-        for i, (a, rt) in enumerate(jobs):
-            size = artifact_size(a, opts.size)
-            given = dict(opts.given)
-            if ref is not None and a.model == "transformer" and BOTTLENECK not in given:
-                b = ref.bottleneck(pred_size, opts.given.get("style_image"), opts.seed)
-                if b is not None:
-                    given[BOTTLENECK] = b
-            if ref is not None and a.inputs and a.format != "pytorch":
-                # canonical feeds decided here so the reference sees exactly what the candidate sees
-                plan = IOPlan(manifest_specs(a.inputs), manifest_specs(a.outputs or []), size)
-                given = plan.canonical_feeds(given, opts.seed)
-            job = {"runtime": rt, "path": str(a.path), "threads": opts.threads,
-                   "options": {"part": a.model} if rt == "torch" else runner_options(rt, opts),
-                   "manifest_inputs": a.inputs if rt != "torch" else None,
-                   "manifest_outputs": a.outputs if rt != "torch" else None,
-                   "convention": a.convention.to_dict() if a.convention else None,
-                   "size": list(size), "seed": opts.seed, "warmup_runs": opts.warmup_runs,
-                   "num_runs": opts.num_runs, "min_seconds": opts.min_seconds, "max_seconds": opts.max_seconds,
-                   "profile": opts.profile}
-            if given:
-                job["feeds"], job["feed_names"] = _save_feeds(workdir, f"j{i}", given)
-            if progress:
-                progress(f"[{i + 1}/{len(jobs)}] {a.label} @ {rt}")
-            res = run_worker(job, workdir, f"j{i}", opts.timeout)
-            row, ck = _result_row(a, rt, res, ref, opts)
-            results.append(row)
-            if ck is not None:
-                checks.append(ck)
+        from styleport.export.timing import Bar
+        tick = Bar(len(jobs), "bench", bar, "artefact")
+        try:
+            _run_jobs(jobs, opts, ref, pred_size, workdir, progress, tick, results, checks)
+        finally:
+            tick.close()
     if ref is not None:
         ref.close()
     return results, checks
+
+
+def _run_jobs(jobs, opts, ref, pred_size, workdir, progress, tick, results, checks) -> None:
+    """One worker process per (artefact, runtime), in order; rows and checks appended."""
+    for i, (a, rt) in enumerate(jobs):
+        tick.note(f"{a.label} @ {rt}")
+        size = artifact_size(a, opts.size)
+        given = dict(opts.given)
+        if ref is not None and a.model == "transformer" and BOTTLENECK not in given:
+            b = ref.bottleneck(pred_size, opts.given.get("style_image"), opts.seed)
+            if b is not None:
+                given[BOTTLENECK] = b
+        if ref is not None and a.inputs and a.format != "pytorch":
+            # canonical feeds decided here so the reference sees exactly what the candidate sees
+            plan = IOPlan(manifest_specs(a.inputs), manifest_specs(a.outputs or []), size)
+            given = plan.canonical_feeds(given, opts.seed)
+        job = {"runtime": rt, "path": str(a.path), "threads": opts.threads,
+               "options": {"part": a.model} if rt == "torch" else runner_options(rt, opts),
+               "manifest_inputs": a.inputs if rt != "torch" else None,
+               "manifest_outputs": a.outputs if rt != "torch" else None,
+               "convention": a.convention.to_dict() if a.convention else None,
+               "size": list(size), "seed": opts.seed, "warmup_runs": opts.warmup_runs,
+               "num_runs": opts.num_runs, "min_seconds": opts.min_seconds, "max_seconds": opts.max_seconds,
+               "profile": opts.profile}
+        if given:
+            job["feeds"], job["feed_names"] = _save_feeds(workdir, f"j{i}", given)
+        if progress:
+            progress(f"[{i + 1}/{len(jobs)}] {a.label} @ {rt}")
+        res = run_worker(job, workdir, f"j{i}", opts.timeout)
+        row, ck = _result_row(a, rt, res, ref, opts)
+        results.append(row)
+        if ck is not None:
+            checks.append(ck)
+        tick.update(1)
 
 
 def _result_row(a: Artifact, rt: str, res: dict, ref: Reference | None, opts: BenchOptions):

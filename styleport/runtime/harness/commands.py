@@ -25,6 +25,8 @@ def _positive_int(text):
 
 
 def _common(p):
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (one shows on stderr when it is a terminal)")
     p.add_argument("--runtimes", nargs="+", metavar="RT", help=RUNTIME_HELP)
     p.add_argument("--threads", "--num_threads", type=int, default=None, dest="threads",
                    help="threads per runtime (default: the number of CPUs)")
@@ -140,8 +142,9 @@ def cmd_bench(args) -> int:
     if args.emulate:
         arts = _float_artifacts(arts, "bench")
     t0 = time.perf_counter()
-    progress = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    results, checks = B.bench(arts, opts, progress)
+    bar = not args.no_progress and sys.stderr.isatty()   # a bar on a terminal, lines in a log
+    progress = None if (args.quiet or bar) else (lambda m: print(m, file=sys.stderr, flush=True))
+    results, checks = B.bench(arts, opts, progress, bar=bar)
     doc = {"schema": BENCH_SCHEMA, "kind": BENCH_KIND, "machine": machine_info(),
            "settings": {"warmup_runs": opts.warmup_runs, "num_runs": opts.num_runs,
                         "min_seconds": opts.min_seconds, "threads": opts.threads, "xnnpack": opts.xnnpack,
@@ -185,7 +188,7 @@ def cmd_parity(args) -> int:
             raise BadInput(f"{args.bundle} is not a bundle; for two files use --reference A --candidate B")
         if args.emulate:
             arts = _float_artifacts(arts, "parity")
-        checks, info = P.bundle_parity(arts, opts)
+        checks, info = P.bundle_parity(arts, opts, progress=not args.no_progress)
     else:
         if not (args.reference and args.candidate):
             raise BadInput("--reference and --candidate go together")

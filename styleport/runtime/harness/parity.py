@@ -73,9 +73,19 @@ def planned_keys(arts: list[Artifact], opts: Options) -> set:
     return keys
 
 
-def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dict]:
-    """Every artefact against the PyTorch reference, then each format's chained pipeline."""
+def bundle_parity(arts: list[Artifact], opts: Options, progress: bool = False) -> tuple[list[Check], dict]:
+    """Every artefact against the PyTorch reference, then each format's chained pipeline.
+    ``progress``: a bar on stderr (terminals only) naming the artefact and runtime."""
+    from styleport.export.timing import Bar
     check_selectors(opts.selector_rules(), planned_keys(arts, opts))
+    bar = Bar(sum(len(runtimes_for(a.format, opts.runtimes)) for a in arts), "parity", progress, "check")
+    try:
+        return _bundle_parity(arts, opts, bar)
+    finally:
+        bar.close()
+
+
+def _bundle_parity(arts: list[Artifact], opts: Options, bar) -> tuple[list[Check], dict]:
     ckpt = next((a.checkpoint for a in arts if a.checkpoint), None)
     info = {"reference": None, "reference_reason": None}
     ref = Reference(ckpt, opts.threads) if ckpt else None
@@ -120,6 +130,8 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
         for rt in runtimes_for(a.format, opts.runtimes):
             precision = a.precision or "fp32"
             key = (a.model, a.format, precision, a.variant, rt)
+            bar.note(f"{a.label} @ {rt}")
+            bar.update(1)
             if is_reference(a, rt):
                 runs[key] = (a, artifact_size(a, opts.size))
                 continue
@@ -143,12 +155,15 @@ def bundle_parity(arts: list[Artifact], opts: Options) -> tuple[list[Check], dic
                 _failed(ck, e)
             checks.append(ck)
     # Chained pipeline per format/precision/runtime: its predictor feeding its transformer.
+    bar.grow(sum(1 for (m, f, p, v, r) in runs if m == "transformer" and ("predictor", f, p, v, r) in runs))
     for (model, fmt, prec, var, rt), (ta, tsize) in list(runs.items()):
         if model != "transformer":
             continue
         pk = ("predictor", fmt, prec, var, rt)
         if pk not in runs:
             continue
+        bar.note(f"pipeline {fmt} {prec} @ {rt}")
+        bar.update(1)
         pa, psize = runs[pk]
         if is_reference(pa, rt) and is_reference(ta, rt):
             continue   # the reference pipeline itself
