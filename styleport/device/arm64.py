@@ -52,7 +52,7 @@ PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_27_
              "manylinux_2_35_aarch64", "manylinux_2_36_aarch64")
 
 # --arm-cpu -> QEMU -cpu. QEMU 7.2's "max" has SME, and XNNPACK's SME kernels then return wrong
-# numbers under it (measured: -5.9 dB PSNR on Google's int8 style predictor), so "max" means
+# numbers under it, so "max" means
 # max,sme=off and an SME-enabled CPU is refused.
 CPUS = {"cortex-a76": "cortex-a76", "neoverse-n1": "neoverse-n1", "max": "max,sme=off"}
 DEFAULT_CPU = "cortex-a76"
@@ -85,7 +85,7 @@ def qemu_cpu(name: str | None) -> str:
     props_l = [p.strip() for p in props.split(",") if p.strip()]
     if any(p.startswith("sme") and p not in ("sme=off", "sme=false") for p in props_l):
         raise BadInput(f"--arm-cpu {name}: an SME-enabled CPU is refused: XNNPACK's SME kernels return wrong "
-                       "results under QEMU 7.2 (measured -5.9 dB PSNR on Google's int8 style predictor); use "
+                       "results under QEMU 7.2; use "
                        "cortex-a76, neoverse-n1 or max (which means max,sme=off)")
     if base not in CPUS or any(p not in ("sme=off", "sme=false") for p in props_l):
         raise BadInput(f"--arm-cpu must be one of {', '.join(CPUS)}, got {name!r}")
