@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean arm64 test-arm64
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py
+
+# The ARM gate (issue 22): the real aarch64 LiteRT / ONNX Runtime kernels under QEMU user mode.
+# Needs qemu-user (apt-get install qemu-user) and network to Debian and PyPI once; the sysroot is
+# cached in $(STYLEPORT_ARM64_ROOT) or ~/.cache/styleport/arm64 (about 420 MB, under a minute here).
+arm64: $(VENV)/.installed
+	$(BIN)/styleport device setup arm64
+
+test-arm64: arm64
+	$(BIN)/python -m pytest -q tests/test_arm64.py
 
 clean:
 	rm -rf demo-out .pytest_cache build *.egg-info

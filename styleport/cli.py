@@ -202,11 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     import types
 
+    from styleport.device import arm64 as device_cmds
     from styleport.export import commands as export_cmds
     from styleport.runtime.harness import commands as runtime_cmds
     from styleport.training import commands as training_cmds
     common = types.SimpleNamespace(add_loss_net=_add_loss_net, vgg=_vgg)
-    for mod in (training_cmds, export_cmds, runtime_cmds):
+    for mod in (training_cmds, export_cmds, runtime_cmds, device_cmds):
         mod.add_parsers(sub, common)
     return p
 

@@ -366,6 +366,38 @@ def suite_fp16(doc) -> list[str]:
     return L
 
 
+def suite_arm64(doc, setup) -> list[str]:
+    """x86 vs the real aarch64 kernels under QEMU vs the fp16 emulator (issue 22)."""
+    L = ["## ARM: x86 vs the aarch64 kernels under QEMU (separate run, needs `styleport device setup arm64`)", "",
+         f"`{doc.get('command', '')}`: each network's transformer artefacts, PSNR against {doc['reference']} "
+         f"(peak {doc['psnr_peak']}), {doc['size']}² content, images: {', '.join(doc['images'])}; ARM = PyPI's "
+         f"aarch64 wheels {', '.join(f'{k} {v}' for k, v in (doc.get('wheels_aarch64') or {}).items())} under "
+         f"qemu-aarch64 {doc.get('qemu')} (cpu {doc.get('arm_cpu')}), sysroot Debian {doc.get('sysroot')}. "
+         "ARM fp16 = LiteRT with XNNPACK forced to fp16 (--arm-fp16); x86 fp16 = the same on x86; emulated = "
+         f"--emulate fp16 / fp16-acc16. Run took {doc['seconds']} s at load {_la(doc['loadavg'])}; no time here "
+         "is a latency.", "",
+         "| network | format | precision | x86 | ARM | ARM fp16 | x86 fp16 | emulated fp16 | emulated fp16-acc16 "
+         "| ARM vs x86 dB | bit-identical |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        cells = [str(r.get(f"{k}_psnr_db_mean", "-")) for k in ("x86", "arm", "arm_fp16", "x86_fp16", "emu_fp16",
+                                                                  "emu_acc16")]
+        vs = min(x["arm_vs_x86_psnr_db"] for x in r["images"])
+        L.append(f"| {r['network']} | {r['format']} | {r['precision']} | " + " | ".join(cells)
+                 + f" | {vs} | {'yes' if r['arm_bit_identical'] else 'no'} |")
+    for g in doc.get("google_originals") or []:
+        L.append(f"\nGoogle's original {g['file']}: x86 vs ARM bit-identical: {'yes' if g['bit_identical'] else 'no'} "
+                 f"(max abs {g['max_abs']}).")
+    if setup:
+        runs = {r["run"]: r["seconds"] for r in setup["runs"]}
+        L.append(f"\nSetup cost (`{setup.get('command', '')}`): {runs.get('fresh')} s from an empty cache (downloads "
+                 f"included), {runs.get('again')} s cached; disk {setup['disk_mb']['total']} MB (sysroot "
+                 f"{setup['disk_mb']['sysroot']} MB, wheels {setup['disk_mb']['wheels']} MB, debs "
+                 f"{setup['disk_mb']['debs']} MB).")
+    L.append("")
+    return L
+
+
 def render(folder: Path) -> str:
     docs = {n: _load(folder, n) for n in ("exported_vs_eager", "exported_vs_eager_large", "ours_vs_google",
                                           "roofline", "toolkit_cost", "scaling", "import_fidelity",
@@ -408,6 +440,9 @@ def render(folder: Path) -> str:
         L += suite_int8(docs["int8_runtimes"])
     if docs["fp16_emulation"]:
         L += suite_fp16(docs["fp16_emulation"])
+    arm = _load(folder, "arm64_numerics")
+    if arm:
+        L += suite_arm64(arm, _load(folder, "arm64_setup"))
     if docs["import_fidelity"]:
         L += suite_import(docs["import_fidelity"])
     if docs["quant_quality"] and not docs["quant_quality"].get("skipped"):

@@ -21,7 +21,7 @@ from styleport.runtime.runners.base import StyleportError
 from styleport.runtime.harness.checks import Check, check_name, error_check, judge
 from styleport.runtime.harness.tolerances import check_selectors
 from styleport.runtime.harness.reference import Reference
-from styleport.runtime.runners.registry import runtimes_for
+from styleport.runtime.runners.registry import UNTIMED, runtimes_for
 from styleport.runtime.harness.targets import Artifact, Options, artifact_size, manifest_specs, runner_options
 
 
@@ -134,7 +134,10 @@ def _run_jobs(jobs, opts, ref, pred_size, workdir, progress, tick, results, chec
             job["feeds"], job["feed_names"] = _save_feeds(workdir, f"j{i}", given)
         if progress:
             progress(f"[{i + 1}/{len(jobs)}] {a.label} @ {rt}")
-        res = run_worker(job, workdir, f"j{i}", opts.timeout)
+        if rt in UNTIMED:   # emulated runtimes: a time that means nothing is not reported
+            res = {"ok": False, "status": "skipped", "error": UNTIMED[rt]}
+        else:
+            res = run_worker(job, workdir, f"j{i}", opts.timeout)
         row, ck = _result_row(a, rt, res, ref, opts)
         results.append(row)
         if ck is not None:

@@ -12,7 +12,8 @@ import time
 from styleport.errors import BadInput
 
 RUNTIME_HELP = "runtimes to use (comma or space separated): onnxruntime, litert, coreml, coreml-mil, executorch, " \
-               "torch " \
+               "torch, and litert-arm64, onnxruntime-arm64 (the aarch64 kernels under QEMU, after " \
+               "`styleport device setup arm64`; parity only, never timed) " \
                "(default: every runtime that opens each format; torch rows when a checkpoint is known)"
 
 
@@ -45,6 +46,13 @@ def _common(p):
                         "fp16-acc16 = conv/matmul accumulators in fp16 too (TFLite GPU F16, XNNPACK fp16 on "
                         "ARMv8.2). Judged at the fp16 tolerances; parity prints a per-layer headroom table "
                         "and names the first layer that overflows (README: fp16 emulation)")
+    p.add_argument("--arm-cpu", metavar="CPU", default=None,
+                   help="litert-arm64 / onnxruntime-arm64: QEMU CPU model, cortex-a76 (default, a phone big core), "
+                        "neoverse-n1 or max (= max,sme=off; an SME-enabled CPU is refused: XNNPACK's SME kernels "
+                        "are wrong under QEMU 7.2)")
+    p.add_argument("--arm-fp16", action="store_true",
+                   help="litert-arm64: XNNPACK forced to fp16 arithmetic (FORCE_FP16), as Android's fp16-allowed "
+                        "CPU inference; judged at the artefact's own tolerances")
     p.add_argument("--json", metavar="F", help="write the results as JSON")
     p.add_argument("--junit", metavar="F", help="write JUnit XML (one testcase per parity check)")
     p.add_argument("--markdown", metavar="F", help="write the Markdown table")
@@ -65,6 +73,20 @@ def _options(args, cls):
                size=T.parse_size(args.size), seed=args.seed, given=T.load_inputs(args.inputs),
                rules=load_tolerances(args.tolerances) if args.tolerances else None)
     opts.user_rules = list(opts.rules or [])
+    arm = [r for r in (opts.runtimes or []) if r.endswith("-arm64")]
+    if args.arm_cpu is not None or args.arm_fp16:
+        if not arm:
+            raise BadInput("--arm-cpu and --arm-fp16 apply to --runtimes litert-arm64 / onnxruntime-arm64")
+        if args.arm_fp16 and "litert-arm64" not in arm:
+            raise BadInput("--arm-fp16 applies to litert-arm64 (XNNPACK's fp16 mode)")
+        if args.arm_fp16 and args.no_xnnpack:
+            raise BadInput("--arm-fp16 runs XNNPACK in fp16: it cannot go with --no-xnnpack")
+        from styleport.device.arm64 import qemu_cpu
+        qemu_cpu(args.arm_cpu)   # BadInput for an unknown or SME-enabled CPU
+    opts.arm_cpu, opts.arm_fp16 = args.arm_cpu, bool(args.arm_fp16)
+    if opts.arm_fp16:   # the phone computes an fp32 file in fp16: judged at the fp16 tolerances, as --emulate
+        from styleport.runtime.numerics.emulate import emulation_rules
+        opts.rules = emulation_rules(opts.rules)
     if getattr(args, "emulate", None):   # --- fp16 emulation (issue #16)
         from styleport.runtime.numerics.emulate import RUNTIME_OF_MODE, emulation_rules
         if args.runtimes:
@@ -133,6 +155,11 @@ def cmd_bench(args) -> int:
     if args.min_seconds < 0 or args.max_seconds <= 0:
         raise BadInput("--min_seconds must be >= 0 and --max_seconds > 0")
     opts = _options(args, B.BenchOptions)
+    from styleport.runtime.runners.registry import UNTIMED
+    if opts.runtimes and all(r in UNTIMED for r in opts.runtimes):
+        raise BadInput(f"bench times nothing on {', '.join(opts.runtimes)}: the aarch64 kernels run emulated "
+                       "under QEMU, and that time says nothing about a phone; check their numerics with "
+                       f"`styleport parity --runtimes {' '.join(opts.runtimes)}`")
     opts.warmup_runs, opts.num_runs = args.warmup_runs, args.num_runs
     opts.min_seconds, opts.max_seconds = args.min_seconds, args.max_seconds
     opts.parity = not args.no_parity
@@ -196,12 +223,28 @@ def cmd_parity(args) -> int:
         if args.emulate:   # only the candidate is emulated; the reference runs in its own runtime
             cand_rt = opts.runtimes[0]
             opts.runtimes = None
+        elif any(r.endswith("-arm64") for r in opts.runtimes or []):
+            # the candidate on the aarch64 kernels, the reference on this host's (e.g. one .tflite
+            # against itself: x86 vs ARM arithmetic), unless --runtimes names a host runtime too
+            from styleport.runtime.runners.registry import RUNTIMES, format_of
+            fmt = format_of(args.candidate)
+            cand_rt = next((r for r in opts.runtimes if r.endswith("-arm64") and fmt in RUNTIMES[r][2]), None)
+            if cand_rt is None:
+                raise BadInput(f"--runtimes {' '.join(opts.runtimes)}: none opens {args.candidate}")
+            opts.runtimes = [r for r in opts.runtimes if not r.endswith("-arm64")] or None
         checks, info = P.pair_parity(args.reference, args.candidate, opts, cand_runtime=cand_rt,
                                      ref_conv=convs["reference"], cand_conv=convs["candidate"])
     if args.emulate:
         from styleport.runtime.numerics.emulate import annotate
         annotate(checks)
         info["emulate"] = args.emulate
+    if any(c.runtime.endswith("-arm64") for c in checks):
+        from styleport.device.arm64 import DEFAULT_CPU, qemu_cpu
+        info["arm64"] = {"cpu": opts.arm_cpu or DEFAULT_CPU, "qemu_cpu": qemu_cpu(opts.arm_cpu),
+                         "fp16": opts.arm_fp16, "judged_at": "fp16 tolerances" if opts.arm_fp16 else "own tolerances"}
+        print(f"styleport: note: -arm64 rows ran the aarch64 kernels under QEMU (cpu {info['arm64']['cpu']})"
+              + ("; litert-arm64 with XNNPACK forced to fp16 (--arm-fp16), fp32 artefacts judged at the fp16 "
+                 "tolerances" if opts.arm_fp16 else ""), file=sys.stderr)
     doc = {"schema": BENCH_SCHEMA, "kind": PARITY_KIND, "machine": machine_info(), **info,
            "inputs": "given" if opts.given else f"seeded random (seed {opts.seed})", "psnr_peak": 1.0,
            "checks": [c.to_dict() for c in checks], "elapsed_s": time.perf_counter() - t0}

@@ -265,13 +265,21 @@ class Options:
     given: dict = field(default_factory=dict)
     rules: list | None = None         # tolerance rules in force (the user's, plus any a mode adds)
     user_rules: list | None = None    # the user's own rules: each selector must match something
+    arm_cpu: str | None = None        # litert-arm64 / onnxruntime-arm64: QEMU CPU model (issue 22)
+    arm_fp16: bool = False            # litert-arm64: XNNPACK forced fp16
 
     def selector_rules(self) -> list | None:
         return self.user_rules if self.user_rules is not None else self.rules
 
 
 def runner_options(runtime: str, opts: Options) -> dict:
-    return {"xnnpack": opts.xnnpack} if runtime == "litert" else {}
+    if runtime == "litert":
+        return {"xnnpack": opts.xnnpack}
+    if runtime == "litert-arm64":
+        return {"xnnpack": opts.xnnpack, "arm_cpu": opts.arm_cpu, "arm_fp16": opts.arm_fp16}
+    if runtime == "onnxruntime-arm64":
+        return {"arm_cpu": opts.arm_cpu}
+    return {}
 
 
 def resolve_runtimes(names) -> list[str] | None:

@@ -27,6 +27,18 @@ RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # fp16 device arithmetic emulated (issue #16; --emulate); never a default runtime
     "emulate-fp16": ("styleport.runtime.numerics.emulate", "EmulatedRunner", ("onnx", "tflite", "coreml")),
     "emulate-fp16-acc16": ("styleport.runtime.numerics.emulate", "EmulatedRunnerAcc16", ("onnx", "tflite", "coreml")),
+    # the real aarch64 kernels under QEMU user mode (issue 22; `styleport device setup arm64`); never
+    # a default runtime, never timed
+    "litert-arm64": ("styleport.runtime.runners.arm64", "LiteRTArm64Runner", ("tflite",)),
+    "onnxruntime-arm64": ("styleport.runtime.runners.arm64", "OrtArm64Runner", ("onnx",)),
+}
+
+# Runtimes whose wall time means nothing (emulated): bench reports why instead of a latency.
+UNTIMED: dict[str, str] = {
+    "litert-arm64": "no latency: emulated under QEMU (aarch64 kernels on an x86 host), time says nothing "
+                    "about a phone; use parity for its numerics",
+    "onnxruntime-arm64": "no latency: emulated under QEMU (aarch64 kernels on an x86 host), time says nothing "
+                         "about a phone; use parity for its numerics",
 }
 
 # Runtimes tried for a format when --runtimes is not given, in order.
@@ -42,7 +54,9 @@ DEFAULTS: dict[str, list[str]] = {
 PLATFORMS: dict[str, tuple[str, ...]] = {"coreml": ("darwin",)}
 
 ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "tflite": "litert", "ai-edge-litert": "litert",
-           "pytorch": "torch", "mil": "coreml-mil", "et": "executorch"}
+           "pytorch": "torch", "mil": "coreml-mil", "et": "executorch",
+           "ort-arm64": "onnxruntime-arm64", "litert-aarch64": "litert-arm64",
+           "onnxruntime-aarch64": "onnxruntime-arm64", "tflite-arm64": "litert-arm64"}
 
 FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml",
                     ".pte": "executorch"}

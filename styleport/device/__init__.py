@@ -1,0 +1,1 @@
+"""Device environments styleport can prepare on a Linux host (``styleport device setup arm64``)."""
