@@ -199,8 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     from styleport.export import commands as export_cmds
     from styleport.runtime.harness import commands as runtime_cmds
     from styleport.training import commands as training_cmds
+    from styleport.web import commands as web_cmds
     common = types.SimpleNamespace(add_loss_net=_add_loss_net, vgg=_vgg)
-    for mod in (training_cmds, export_cmds, runtime_cmds):
+    for mod in (training_cmds, export_cmds, runtime_cmds, web_cmds):
         mod.add_parsers(sub, common)
     return p
 

@@ -12,7 +12,8 @@ import time
 from styleport.errors import BadInput
 
 RUNTIME_HELP = "runtimes to use (comma or space separated): onnxruntime, litert, coreml, coreml-mil, executorch, " \
-               "torch " \
+               "torch, onnxruntime-web (ONNX Runtime Web WASM in headless Chromium; never a default: set up with "\
+               "`styleport device setup web`) " \
                "(default: every runtime that opens each format; torch rows when a checkpoint is known)"
 
 

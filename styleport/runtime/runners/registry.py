@@ -27,6 +27,8 @@ RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # fp16 device arithmetic emulated (issue #16; --emulate); never a default runtime
     "emulate-fp16": ("styleport.runtime.numerics.emulate", "EmulatedRunner", ("onnx", "tflite", "coreml")),
     "emulate-fp16-acc16": ("styleport.runtime.numerics.emulate", "EmulatedRunnerAcc16", ("onnx", "tflite", "coreml")),
+    # ONNX Runtime Web (WASM) in headless Chromium (issue 23); never a default runtime
+    "onnxruntime-web": ("styleport.runtime.runners.web", "WebRunner", ("onnx",)),
 }
 
 # Runtimes tried for a format when --runtimes is not given, in order.
@@ -42,7 +44,8 @@ DEFAULTS: dict[str, list[str]] = {
 PLATFORMS: dict[str, tuple[str, ...]] = {"coreml": ("darwin",)}
 
 ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "tflite": "litert", "ai-edge-litert": "litert",
-           "pytorch": "torch", "mil": "coreml-mil", "et": "executorch"}
+           "pytorch": "torch", "mil": "coreml-mil", "et": "executorch", "ort-web": "onnxruntime-web",
+           "web": "onnxruntime-web", "wasm": "onnxruntime-web"}
 
 FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".mlpackage": "coreml", ".mlmodel": "coreml",
                     ".pte": "executorch"}
