@@ -171,3 +171,73 @@ def test_bench_reports_in_page_times(tmp_path):
     assert r["runtime"] == "onnxruntime-web" and r["status"] == "ok"
     assert r["inner_latency_ms"]["p50"] <= r["latency_ms"]["p50"]
     assert "WASM" in r["settings"]["note"] and "WASM" in p.stdout
+
+
+def _photo(path, h, w, seed):
+    """A smooth synthetic photo (gradients + a disc), saved as PNG at exactly the model's size so neither
+    the browser nor PIL resamples it."""
+    from PIL import Image
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    a = np.stack([0.5 + 0.4 * np.sin(6 * xx + seed), yy, 0.5 + 0.4 * np.cos(5 * yy * xx + 1)], -1)
+    a[((yy - .5) ** 2 + (xx - .5) ** 2) < 0.08] *= 0.4
+    a = np.clip(a + rng.normal(0, 0.02, a.shape), 0, 1)
+    Image.fromarray((a * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+@needs_web
+@pytest.mark.slow
+def test_exported_page_stylises_like_python(web_bundle, tmp_path):
+    """`export --formats onnx,web` page in headless Chromium: pick a photo and a painting, Stylise, and the
+    canvas (read back and as a screenshot) matches the same ONNX files run natively in Python."""
+    import io
+
+    from PIL import Image
+
+    from styleport.runtime.runners.ort import OrtRunner
+    from styleport.runtime.runners.web import WEB_INT8_PSNR_DB
+    from styleport.web.browser import Browser
+    from styleport.web.page import write_page
+    web = write_page(web_bundle, out=tmp_path / "web")
+    cfg = json.loads((web / "models.json").read_text())
+    assert cfg["onnxruntime_web"] == assets.pinned_version()
+    content = _photo(tmp_path / "photo.png", 32, 32, 1)
+    style = _photo(tmp_path / "painting.png", 64, 64, 2)
+    with Browser(root=web, ort=False) as b:
+        b.goto("/index.html")
+        b.page.wait_for_function("document.getElementById('status').textContent.startsWith('ready')")
+        b.page.set_input_files("#content", str(content))
+        b.page.set_input_files("#style", str(style))
+        b.page.wait_for_function("!document.getElementById('run').disabled")
+        b.page.click("#run")
+        b.page.wait_for_function("document.getElementById('status').textContent.startsWith('done')")
+        status = b.page.text_content("#status")
+        px = b.evaluate("() => { const c = document.getElementById('out'); "
+                        "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }")
+        shot = Image.open(io.BytesIO(b.page.locator("#out").screenshot())).convert("RGB")
+    assert "ONNX Runtime Web " + assets.pinned_version() in status and "thread" in status, status
+    canvas = np.asarray(px, np.uint8).reshape(32, 32, 4)[..., :3]
+    # the Python reference: the same two files in native ONNX Runtime on the same pixels (strength 1)
+    to_nchw = lambda p: (np.asarray(Image.open(p).convert("RGB"), np.float32) / 255).transpose(2, 0, 1)[None]  # noqa: E731
+    m = cfg["models"]
+    with OrtRunner(web / m["predictor"]["url"], threads=1) as r:
+        bn = r.run({m["predictor"]["inputs"][0]["name"]: to_nchw(style)})[m["predictor"]["outputs"][0]["name"]]
+    with OrtRunner(web / m["transformer"]["url"], threads=1) as r:
+        names = [i["name"] for i in m["transformer"]["inputs"]]
+        y = r.run({n: (bn if "bottleneck" in n else to_nchw(content)) for n in names})
+    ref = (np.clip(y[m["transformer"]["outputs"][0]["name"]][0].transpose(1, 2, 0), 0, 1) * 255).round()
+    assert canvas.std() > 1.0  # a picture, not a blank canvas
+    assert _psnr(canvas / 255.0, ref / 255.0) >= WEB_INT8_PSNR_DB
+    # the screenshot of the canvas element (1 px CSS border around it) shows the same picture
+    # (its box may land on a fractional CSS pixel: the best-aligned 32x32 window of the element is used)
+    s = np.asarray(shot, np.float64)
+    assert 32 <= s.shape[0] <= 36 and 32 <= s.shape[1] <= 36, s.shape
+    best = max(_psnr(s[i:i + 32, j:j + 32] / 255.0, ref / 255.0)
+               for i in range(s.shape[0] - 31) for j in range(s.shape[1] - 31))
+    assert best >= WEB_INT8_PSNR_DB, best
+
+
+def test_export_web_needs_onnx(tmp_path):
+    p = run_cli("export", tmp_path / "ckpt", "--out", tmp_path / "b", "--formats", "tflite,web")
+    assert_one_line_error(p, 2, "add onnx")
