@@ -42,7 +42,7 @@ ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8", 3: "int8", 6: "int32", 7
 WEB_TYPES = {"float32": "float32", "float16": "float16", "uint8": "uint8", "int8": "int8", "int32": "int32",
              "int64": "int64", "float64": "float64", "bool": "bool"}
 
-_INIT_JS = """async ([threads, model]) => {
+_INIT_JS = """async ([threads, model, level]) => {
   const ort = await import('/ort/ort.wasm.min.mjs');
   ort.env.wasm.wasmPaths = '/ort/';
   ort.env.wasm.simd = true;
@@ -50,7 +50,7 @@ _INIT_JS = """async ([threads, model]) => {
   if (threads) ort.env.wasm.numThreads = threads;
   ort.env.logLevel = 'error';
   const session = await ort.InferenceSession.create(model, {executionProviders: ['wasm'],
-                                                            graphOptimizationLevel: 'all'});
+                                                            graphOptimizationLevel: level});
   window.__sp = {ort, session};
   return {versions: ort.env.versions, numThreads: ort.env.wasm.numThreads,
           isolated: self.crossOriginIsolated, hardwareConcurrency: navigator.hardwareConcurrency,
@@ -97,7 +97,8 @@ def _onnx_specs(path) -> tuple[list[TensorSpec], list[TensorSpec]]:
 
 
 class WebRunner(Runner):
-    """Options: ``timeout_s`` (browser steps, default 300)."""
+    """Options: ``timeout_s`` (browser steps, default 300), ``optimization`` ("all" default, "basic",
+    "extended", "disable": ONNX Runtime Web's graphOptimizationLevel, as OrtRunner's option)."""
 
     name = runtime = "onnxruntime-web"
     formats = ("onnx",)
@@ -124,7 +125,8 @@ class WebRunner(Runner):
             self.browser.open()
             self.browser.server.serve_file("/model/model.onnx", path)
             self.browser.goto("/")
-            self.info = self.browser.evaluate(_INIT_JS, [int(self.threads or 0), "/model/model.onnx"])
+            level = {"disable": "disabled"}.get(self.options.get("optimization", "all"), self.options.get("optimization", "all"))
+            self.info = self.browser.evaluate(_INIT_JS, [int(self.threads or 0), "/model/model.onnx", level])
         except Exception as e:  # noqa: BLE001 - Playwright / page errors
             console = "; ".join(self.browser.console[-3:])
             self.browser.close()
@@ -180,7 +182,7 @@ class WebRunner(Runner):
 
     def describe(self):
         i = self.info
-        return {"threads": self.threads, "backend": "wasm", "simd": True, "wasm_threads": i["numThreads"],
+        return {"threads": self.threads, "backend": "wasm", "optimization": self.options.get("optimization", "all"), "simd": True, "wasm_threads": i["numThreads"],
                 "cross_origin_isolated": i["isolated"], "hardware_concurrency": i["hardwareConcurrency"],
                 "browser": self._chromium, "note": "ONNX Runtime Web WASM (SIMD, threads) in headless "
                 "Chromium on this CPU; latency includes moving tensors to and from the page; peak RSS is "
