@@ -30,11 +30,12 @@ from styleport.runtime.runners.base import Runner, RuntimeFailed, RuntimeUnavail
 from styleport.runtime.runners.deps import first_line, need
 from styleport.runtime.runners.ort import onnx_precision
 
-# Browser vs native ONNX Runtime on the same int8 (qlinear) transformer: ONNX Runtime Web's WASM
-# integer kernels round differently from the native x86 ones (README: "Int8 in the browser"), so an
-# int8 image from the browser is held to this PSNR (dB, peak 1) against native; measured, see
-# benchmarks/results/web_runtime.json.
-WEB_INT8_PSNR_DB = 38.0
+# Browser vs native ONNX Runtime on the same int8 (qlinear) transformer, held to this PSNR (dB, peak 1).
+# Measured (benchmarks/results/web_runtime.json, the demo's model at 384²): 46.3 dB browser vs native,
+# and as far apart with graph optimizations off on both sides (45.9 dB) -- as far as native's own fused
+# integer kernels are from its unfused QDQ graph (46.3 dB): quantization boundaries flipped by float
+# rounding differences, not a kernel defect. 6 dB below the measurement.
+WEB_INT8_PSNR_DB = 40.0
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 11: "float64",
                9: "bool"}
