@@ -17,7 +17,9 @@ fp16 tensors travel as their raw 16-bit patterns.
 
 ``run()`` is timed by the harness around the whole call (upload, session.run, download); the time of
 ``session.run`` alone, measured in the page with ``performance.now()``, is kept per run in
-``inner_times_ms`` (bench reports both).
+``inner_times_ms`` (bench reports both). The transfers are not free: Playwright's DevTools connection
+receives a copy of each request body the page posts (measured: a 1.7 MB output, 384² fp32, costs a few
+hundred ms on a loaded 2-core box), so the in-page time is the runtime's latency.
 """
 
 from __future__ import annotations
