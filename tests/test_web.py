@@ -241,3 +241,10 @@ def test_exported_page_stylises_like_python(web_bundle, tmp_path):
 def test_export_web_needs_onnx(tmp_path):
     p = run_cli("export", tmp_path / "ckpt", "--out", tmp_path / "b", "--formats", "tflite,web")
     assert_one_line_error(p, 2, "add onnx")
+
+
+def test_export_web_without_assets_exits_3_before_exporting(tmp_path, monkeypatch):
+    monkeypatch.setenv("STYLEPORT_WEB_CACHE", str(tmp_path / "empty-cache"))
+    p = run_cli("export", tmp_path / "ckpt", "--out", tmp_path / "b", "--formats", "onnx,web")
+    assert_one_line_error(p, 3, "styleport device setup web")
+    assert not (tmp_path / "b").exists()
