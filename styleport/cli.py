@@ -115,7 +115,8 @@ def cmd_demo(args) -> int:
                     precisions=parse_list(args.precisions, PRECISIONS, "precision"),
                     num_runs=args.num_runs, threads=args.threads, tolerances=args.tolerances,
                     shared=None if args.shared_data is None else (
-                        False if args.shared_data.lower() == "none" else Path(args.shared_data)))
+                        False if args.shared_data.lower() == "none" else Path(args.shared_data)),
+                    web=not args.no_web)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(more styles) and Google's Magenta TFLite files in magenta/ (a side-by-side column "
                         "of Google's own outputs); default ../shared/data beside the repository when "
                         "present; 'none' runs without it")
+    d.add_argument("--no-web", action="store_true",
+                   help="skip the browser target (by default, when Chromium, playwright and `styleport device "
+                        "setup web` are present: bundle/web/ page and parity in ONNX Runtime Web)")
     d.set_defaults(func=cmd_demo)
 
     import types
