@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench clean arm64 test-arm64
+.PHONY: demo test bench clean arm64 test-arm64 web-setup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# The browser target's assets: npm ci of the pinned onnxruntime-web into ~/.cache/styleport/web (network:
+# the npm registry; needs npm). Chromium comes from the system (apt-get install chromium). Without
+# them the browser tests skip, saying so.
+web-setup: $(VENV)/.installed
+	$(BIN)/styleport device setup web
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/run.py

@@ -9,7 +9,8 @@ rewrite benchmarks/RESULTS.md from the JSON in benchmarks/results/.
 
 Suites: exported_vs_eager, int8_runtimes, ours_vs_google, roofline, toolkit_cost, scaling, import_fidelity,
 default_fidelity (tools/default_model.py fidelity: the embedded default model vs Google's pipeline),
-fp16_emulation, stylize_memory, quant_quality. Extra flags after `--` go to every suite run (e.g. `-- --runs 20`).
+fp16_emulation, stylize_memory, quant_quality, web_runtime (ONNX Runtime Web in headless Chromium; skips
+without it). Extra flags after `--` go to every suite run (e.g. `-- --runs 20`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 SUITES = ("exported_vs_eager", "int8_runtimes", "ours_vs_google", "roofline", "toolkit_cost", "scaling",
-          "import_fidelity", "default_fidelity", "fp16_emulation", "stylize_memory", "quant_quality")
+          "import_fidelity", "default_fidelity", "fp16_emulation", "stylize_memory", "quant_quality", "web_runtime")
 # suites that are a tool rather than benchmarks/suites/NAME.py
 SCRIPTS = {"default_fidelity": "tools/default_model.py"}
 
@@ -45,6 +46,7 @@ def commands(full: bool, sizes: str | None) -> dict:
         "fp16_emulation": ["--size", "384" if full else "256", "--images", "2"],
         "stylize_memory": [],
         "quant_quality": ["--size", "384"],
+        "web_runtime": ["--size", "384", "--threads", "1,2", "--runs", "5"],  # skips without Chromium/assets
     }
 
 

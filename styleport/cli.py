@@ -116,7 +116,8 @@ def cmd_demo(args) -> int:
                     num_runs=args.num_runs, threads=args.threads, tolerances=args.tolerances,
                     int8_search=args.int8_search, progress=not args.no_progress,
                     shared=None if args.shared_data is None else (
-                        False if args.shared_data.lower() == "none" else Path(args.shared_data)))
+                        False if args.shared_data.lower() == "none" else Path(args.shared_data)),
+                    web=not args.no_web)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,11 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "reaches 30 dB (export --target-psnr 30); by default the demo writes the plain calibrated "
                         "int8 only (several minutes less)")
     d.add_argument("--no-progress", action="store_true", help="no progress bars (they show on a terminal only)")
+    d.add_argument("--no-web", action="store_true",
+                   help="skip the browser target (by default, when Chromium, playwright and `styleport device "
+                        "setup web` are present: bundle/web/ page and parity in ONNX Runtime Web)")
     d.set_defaults(func=cmd_demo)
 
     import types
 
-    from styleport.device import arm64 as device_cmds
+    from styleport.device import commands as device_cmds
     from styleport.export import commands as export_cmds
     from styleport.runtime.harness import commands as runtime_cmds
     from styleport.training import commands as training_cmds

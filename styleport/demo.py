@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -132,11 +131,34 @@ def demo_calibration(sdir: Path, pdir: Path, int8_search: bool = False) -> dict:
     return cal
 
 
+def web_step(bundle: Path, arts, wanted: bool, threads: int, given: dict, rules, progress: bool = True) -> dict:
+    """The browser target (issue 23), when Chromium, playwright and the ORT Web assets are present:
+    bundle/web/ (the stylisation page) and parity of the ONNX files in ONNX Runtime Web. Otherwise a
+    note saying why not. Returns {"present", "note" | "page", "onnxruntime_web", "browser", "checks"}."""
+    if not wanted:
+        return {"present": False, "note": "browser target not asked for (no ONNX export or --no-web)"}
+    from styleport.web import assets
+    miss = assets.missing(need_browser=True)
+    if miss:
+        return {"present": False, "note": "browser page and checks skipped: " + "; ".join(miss)}
+    from styleport.runtime.harness.parity import bundle_parity
+    from styleport.runtime.harness.targets import Options
+    from styleport.web.page import write_page
+    page = write_page(bundle)
+    _say(f"browser: page {page}/index.html; parity of the ONNX files in ONNX Runtime Web (WASM, headless Chromium)")
+    onnx_arts = [a for a in arts if a.format == "onnx"]
+    checks, _ = bundle_parity(onnx_arts, Options(runtimes=["onnxruntime-web"], threads=threads, given=given,
+                                                 rules=rules), progress=progress)
+    checks = [c for c in checks if c.runtime == "onnxruntime-web"]
+    return {"present": True, "page": f"{bundle.name}/web/index.html", "onnxruntime_web": assets.pinned_version(),
+            "browser": assets.chromium_version(), "playwright": assets.playwright_version(), "checks": checks}
+
+
 def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
              formats=("onnx", "tflite", "coreml", "executorch"),
              precisions=("fp32", "fp16", "int8"), num_runs: int | None = None, threads: int = 2,
              tolerances: str | None = None, shared: Path | bool | None = None, int8_search: bool = False,
-             progress: bool = True) -> int:
+             progress: bool = True, web: bool = True) -> int:
     """Returns the exit code: 0 every check passed (or was skipped with its reason), 1 a parity
     check failed, 3 a runtime failed. ``shared``: a folder laid out like ../shared/data
     (images/style paintings, magenta/ Google's files); None = ../shared/data beside the repository
@@ -231,6 +253,8 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
     arts = collect([str(bundle)], str(ckpt))
     _say("parity against PyTorch for every artefact (CoreML via the coreml-mil reference interpreter on Linux)")
     checks, pinfo = bundle_parity(arts, Options(threads=threads, given=given, rules=rules), progress=progress)
+    web_doc = web_step(bundle, arts, "onnx" in formats and web, threads, given, rules, progress)
+    checks += web_doc.pop("checks", [])
     # coreml-mil is a numpy reference interpreter: its timing says nothing about Core ML, so it is not
     # benchmarked (real Core ML is, on macOS).
     timed = ["onnxruntime", "litert", "coreml", "executorch", "torch"]
@@ -272,7 +296,7 @@ def run_demo(out: Path, quick: bool = False, checkpoint: str | None = None,
            "elapsed_s": round(time.perf_counter() - t_start, 1), "export_s": round(export_s, 1),
            "machine": machine_info(), "tools": manifest["tools"], "manifest": manifest,
            "gallery": gallery, "compare": compare, "parity_reference": pinfo,
-           "checks": [c.to_dict() for c in all_checks], "results": results, "exit_code": code,
+           "checks": [c.to_dict() for c in all_checks], "results": results, "exit_code": code, "web": web_doc,
            "inputs": {"content": first_c, "style": first_s, "size": size, "style_size": style_size}}
     write_demo_report(out, doc, all_checks)
 

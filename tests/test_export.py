@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MAGENTA, assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli
 from styleport.export.bundle import export_bundle
 from styleport.images import load_tensor
 from styleport.manifest import load as load_manifest

@@ -110,7 +110,6 @@ def test_acc16_runs_and_tflite_interpreter_matches_litert(ex255):
 def test_onnx_cast_pairs_round_every_node():
     """A Mul by 300 of a value of 300 overflows in fp16 even though fp32 holds 90,000: the
     emulator's Cast pairs must show it, and name the node."""
-    import onnx
     from onnx import TensorProto, helper
 
     from styleport.runtime.numerics.emulate import emulate

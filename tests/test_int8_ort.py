@@ -124,7 +124,6 @@ def test_calibrated_plain_int8_runs_on_integer_kernels(tmp_path):
     """With a calibration set the transformer's plain ONNX int8 is ``qlinear``: every conv of the
     graph ORT runs is a QLinearConv, pads and depth/space moves run on uint8, only the norms, the
     residual adds and the output sigmoid stay float; the passes after quantization are exact."""
-    from styleport.quantization import onnx_rewrite as R
     from styleport.quantization.onnx_quant import ort_kernels
     model, inputs, fp32, int8, d = _qlinear(tmp_path, "magenta-mobile", 0.25, 64)
     assert d["int8_kind"] == "qlinear" and "qlinear" in d["method"] and "variants" not in d

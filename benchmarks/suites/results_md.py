@@ -52,7 +52,7 @@ def machine_section(doc) -> list[str]:
 
 def suite1(doc, title) -> list[str]:
     L = [f"### {title}", "",
-         f"Weights: " + "; ".join(f"{k}: {v}" for k, v in doc["weights"].items()) + ". "
+         "Weights: " + "; ".join(f"{k}: {v}" for k, v in doc["weights"].items()) + ". "
          f"Median (min-max) ms of {doc['runs']} runs after {doc['warmup']} warmup, all seven sides "
          "interleaved run by run in one process. Ratios: median of per-round ratios (min-max).", "",
          "| preset | size | thr | torch eager | ORT fp32 | ORT fp16 | ORT int8 | LiteRT fp32 | LiteRT fp16 | "
@@ -97,7 +97,7 @@ def executorch_table(doc) -> list[str]:
     """ExecuTorch (XNNPACK) sides of the same interleaved rounds, against LiteRT (XNNPACK) and eager."""
     g = doc["goals"]
     goal_lt = g.get("executorch_fp32_vs_litert_fp32", 1.1)
-    L = [f"ExecuTorch (XNNPACK delegate; int8 = the plain PT2E dynamic int8, int8 static = the calibrated "
+    L = ["ExecuTorch (XNNPACK delegate; int8 = the plain PT2E dynamic int8, int8 static = the calibrated "
          "variant; instance norm float in both), same rounds as above:", "",
          "| preset | size | thr | ET fp32 | ET fp16 | ET int8 | ET int8 static | ET fp32/LiteRT fp32 | "
          "ET int8/ET fp32 | ET int8 static/ET fp32 | ET fp32/eager | load 1-min |",
@@ -398,11 +398,40 @@ def suite_arm64(doc, setup) -> list[str]:
     return L
 
 
+def suite_web(doc) -> list[str]:
+    """ONNX Runtime Web (WASM) in headless Chromium beside native ONNX Runtime (issue 23)."""
+    v = doc.get("versions") or {}
+    L = ["## Browser: ONNX Runtime Web (WASM) vs native ONNX Runtime", "",
+         f"{doc['model']} exported at {doc['size']}² (style {doc['style_size']}²); onnxruntime-web "
+         f"{v.get('onnxruntime-web')} in {v.get('chromium')} (playwright {v.get('playwright')}), page cross-origin "
+         f"isolated; {doc['runs']} timed runs per side after one untimed, sides one after another (not interleaved), "
+         f"load {_la(doc.get('loadavg_start'))} at the start. {doc['note']}.", "",
+         "| model | precision | browser vs native | latency (threads: native ORT / web session.run / web call, median ms) | web / native |",
+         "|---|---|---|---|---|"]
+    for r in doc["artefacts"]:
+        m = r["web_vs_native"]
+        q = (f"PSNR {m['psnr_db']} dB" if m.get("psnr_db") is not None else
+             ("identical" if m["max_abs"] == 0 else "")) if "psnr_db" in m else ("identical" if m["max_abs"] == 0 else "")
+        q = (q + "; " if q else "") + f"max abs {m['max_abs']:.2e}, rel L2 {m['rel_l2']:.1e}"
+        lat = "; ".join(f"{t}: {x['native_ort']['median_ms']} / {x['web_session_run']['median_ms']} / "
+                        f"{x['web_call']['median_ms']}" for t, x in r["latency_ms"].items()) or "-"
+        ratio = ", ".join(f"{x['web_over_native_p50']}x at {t}" for t, x in r["latency_ms"].items()) or "-"
+        L.append(f"| {r['model']} | {r['precision']} | {q} | {lat} | {ratio} |")
+    for r in doc["artefacts"]:
+        if "web_vs_native_unfused" in r:
+            a, b, c = r["web_vs_native_unfused"], r["native_fused_vs_unfused"], r["web_fused_vs_native_unfused"]
+            L += ["", f"Int8 {r['model']}, graph optimizations off on both sides (QDQ kept, float kernels): browser vs "
+                  f"native PSNR {a.get('psnr_db') or 'identical'} dB. Against that unfused native result: native "
+                  f"fused (integer kernels) {b.get('psnr_db')} dB, browser fused {c.get('psnr_db')} dB."]
+    L.append("")
+    return L
+
+
 def render(folder: Path) -> str:
     docs = {n: _load(folder, n) for n in ("exported_vs_eager", "exported_vs_eager_large", "ours_vs_google",
                                           "roofline", "toolkit_cost", "scaling", "import_fidelity",
                                           "int8_runtimes", "fp16_emulation", "default_fidelity",
-                                          "stylize_memory", "quant_quality")}
+                                          "stylize_memory", "quant_quality", "web_runtime")}
     run = _load(folder, "run") or {}
     any_doc = next((d for d in docs.values() if d and "machine" in d), None)
     loads = [v["loadavg_start"][0] for v in run.values() if v.get("loadavg_start")]
@@ -443,6 +472,8 @@ def render(folder: Path) -> str:
     arm = _load(folder, "arm64_numerics")
     if arm:
         L += suite_arm64(arm, _load(folder, "arm64_setup"))
+    if docs["web_runtime"]:
+        L += suite_web(docs["web_runtime"])
     if docs["import_fidelity"]:
         L += suite_import(docs["import_fidelity"])
     if docs["quant_quality"] and not docs["quant_quality"].get("skipped"):

@@ -93,7 +93,6 @@ def theoretical_peak(info: dict, threads: int, mhz: float | None = None) -> dict
 
 def ort_matmul(n: int, threads: int):
     """A one-node MatMul graph: ONNX Runtime's own GEMM (MLAS) rate on this CPU."""
-    import onnx
     from onnx import TensorProto, helper
     g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "mm",
                           [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),

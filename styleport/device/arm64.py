@@ -433,33 +433,3 @@ def setup(root: Path | None = None, mirror: str | None = None, refresh: bool = F
     print(f"arm64 sysroot ready: {root} ({_mb(size)} on disk, of which sysroot {_mb(doc['disk_bytes']['sysroot'])}; "
           f"{doc['seconds']:.1f} s)")
     return doc
-
-
-# ---- CLI -----------------------------------------------------------------------------------------
-
-def cmd_device(args) -> int:
-    if args.action != "setup":
-        raise BadInput(f"unknown device action {args.action!r} (use: styleport device setup arm64)")
-    if args.target != "arm64":
-        raise BadInput(f"unknown device {args.target!r} (available: arm64)")
-    setup(Path(args.root) if args.root else None, args.mirror, args.refresh)
-    return 0
-
-
-def add_parsers(sub, common=None) -> None:
-    d = sub.add_parser("device", help="prepare a device environment: `device setup arm64` (real ARM kernels "
-                                      "under QEMU)",
-                       description="setup arm64: build an aarch64 sysroot (Debian bookworm's arm64 Python 3.11, "
-                                   "PyPI's aarch64 wheels of this host's numpy, onnxruntime and ai-edge-litert) "
-                                   "that the litert-arm64 and onnxruntime-arm64 runtimes run under QEMU user mode. "
-                                   "Needs qemu-aarch64 (apt-get install qemu-user), apt-get and dpkg-deb, and "
-                                   "network access to Debian and PyPI once; uses its own apt configuration "
-                                   "(the host's apt sources are not changed). Safe to run again: finished steps "
-                                   "are kept. Exit: 0 ok, 2 bad usage, 3 a tool is missing or a step failed.")
-    d.add_argument("action", choices=("setup",), help="setup")
-    d.add_argument("target", metavar="TARGET", help="arm64")
-    d.add_argument("--root", metavar="DIR", help=f"cache folder (default ${ROOT_ENV}, else ~/.cache/styleport/arm64)")
-    d.add_argument("--mirror", metavar="URL", help=f"Debian mirror (default ${MIRROR_ENV}, else "
-                                                   "http://deb.debian.org/debian)")
-    d.add_argument("--refresh", action="store_true", help="fetch the package index and downloads again")
-    d.set_defaults(func=cmd_device)

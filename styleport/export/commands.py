@@ -16,7 +16,9 @@ def add_parsers(sub, common) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (config.json + model.safetensors)")
     p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
     p.add_argument("--formats", default="onnx,tflite,coreml",
-                   help=f"comma list of {', '.join(FORMATS)} (default onnx,tflite,coreml)")
+                   help=f"comma list of {', '.join(FORMATS)}, web (default onnx,tflite,coreml); web "
+                        "writes BUNDLE/web/, a page that stylises in the browser with ONNX Runtime Web "
+                        "(needs onnx and `styleport device setup web`)")
     p.add_argument("--precisions", default="fp32", help=f"comma list of {', '.join(PRECISIONS)} (default fp32)")
     p.add_argument("--size", type=int, default=384, help="content input size in px, square (default 384)")
     p.add_argument("--height", type=int, default=None, help="content height (overrides --size)")
@@ -82,6 +84,14 @@ def cmd_export(args) -> int:
     from styleport.export.bundle import export_bundle, parse_list
     from styleport.manifest import FORMATS, PRECISIONS
 
+    wanted = [f.strip().lower() for f in str(args.formats).split(",")]
+    web = "web" in wanted  # not a model format: the browser page written from the ONNX files (issue 23)
+    if web:
+        if "onnx" not in wanted:
+            raise BadInput("--formats web is a page around the ONNX files: add onnx (e.g. --formats onnx,web)")
+        from styleport.web import assets
+        assets.require(need_browser=False)  # the ORT Web assets must be installed before a long export
+        args.formats = ",".join(f for f in wanted if f != "web")
     formats = parse_list(args.formats, FORMATS, "format")
     precisions = parse_list(args.precisions, PRECISIONS, "precision")
     if args.opset is not None and args.opset < 17:
@@ -111,6 +121,10 @@ def cmd_export(args) -> int:
                              fp16_rescale=not args.no_fp16_rescale, coreml_io=args.coreml_io,
                              credits={"author": args.author, "license": args.license},
                              tolerances=rules, allow_drift=args.allow_drift)
+    if web:
+        from styleport.web.page import write_page
+        page = write_page(args.out)
+        print(f"wrote {page}/ (index.html: serve the folder over HTTP, README 'The browser page')")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(manifest, f, indent=2)

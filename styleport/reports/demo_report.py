@@ -31,6 +31,10 @@ figcaption{font-size:11px;max-width:190px}.pair{display:inline-block;border:1px 
 Export size {{ doc.inputs.size }}&times;{{ doc.inputs.size }} content, {{ doc.inputs.style_size }}&times;{{ doc.inputs.style_size }} style
 &middot; demo took {{ doc.elapsed_s }} s (export {{ doc.export_s }} s)</p>
 
+{% if doc.web and doc.web.present %}<p id="web">Browser: <a href="{{ doc.web.page }}">{{ doc.web.page }}</a> stylises a photo and a painting you pick
+in the page (serve the folder over HTTP: README "The browser"); the ONNX files were also checked in ONNX Runtime Web
+{{ doc.web.onnxruntime_web }} (WASM) in {{ doc.web.browser }} (runtime <code>onnxruntime-web</code> below).</p>
+{% elif doc.web %}<p class="small" id="web">{{ doc.web.note }}</p>{% endif %}
 <h2 id="gallery">Stylised samples (PyTorch){% if doc.google and doc.google.present %} beside Google's own TFLite files{% endif %}</h2>
 {% if doc.google and doc.google.present %}<p class="small" id="google">Each pair: this model in PyTorch at the content's own size (left) and Google's own
 files {{ doc.google.files|join(' + ') }} run in LiteRT (right; content stretched to 384&times;384 as their transfer file takes it,

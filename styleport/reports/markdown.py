@@ -33,6 +33,11 @@ def bench_table(results: list[dict]) -> str:
             verdict)) + " |")
     notes = [f"- {r['model']}/{r['format']}/{r['precision']}@{r['runtime']}: {r.get('error') or r.get('parity_reason')}"
              for r in results if r.get("status") != "ok" or (r.get("parity") is None and r.get("parity_reason"))]
+    for r in results:  # a runtime's own word on what its latency means (onnxruntime-web: WASM on this CPU)
+        note = (r.get("settings") or {}).get("note") if r.get("status") == "ok" else None
+        if note:
+            inner = (r.get("inner_latency_ms") or {}).get("p50")
+            notes.append(f"- {_label(r)}: {note}" + (f"; the runtime's own run p50 {_f(inner)} ms" if inner else ""))
     if notes:
         lines += ["", *dict.fromkeys(notes)]
     if any("profile" in r for r in results):

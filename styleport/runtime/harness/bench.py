@@ -167,6 +167,8 @@ def _result_row(a: Artifact, rt: str, res: dict, ref: Reference | None, opts: Be
     if ok:
         lat = res["latency_ms"]
         row["latency_ms"] = {k: lat[k] for k in ("p50", "p90", "p99", "mean", "min", "max", "stdev")}
+        if res.get("inner_latency_ms"):  # the runtime's own time per run (onnxruntime-web: session.run in page)
+            row["inner_latency_ms"] = res["inner_latency_ms"]
         if row["threads"] is None:
             row["threads"] = (res.get("settings") or {}).get("threads")
     name = check_name(model, a.format, precision, rt, a.variant)

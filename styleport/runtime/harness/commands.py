@@ -13,7 +13,8 @@ from styleport.errors import BadInput
 
 RUNTIME_HELP = "runtimes to use (comma or space separated): onnxruntime, litert, coreml, coreml-mil, executorch, " \
                "torch, and litert-arm64, onnxruntime-arm64 (the aarch64 kernels under QEMU, after " \
-               "`styleport device setup arm64`; parity only, never timed) " \
+               "`styleport device setup arm64`; parity only, never timed), onnxruntime-web (ONNX Runtime Web " \
+               "WASM in headless Chromium, after `styleport device setup web`) " \
                "(default: every runtime that opens each format; torch rows when a checkpoint is known)"
 
 

@@ -97,6 +97,9 @@ def run_job(job: dict) -> dict:
             input_roles=plan.in_roles, output_roles=plan.out_roles, model_role=plan.model_role,
             input_size=plan.input_size(), precision=runner.precision(), versions=runner.versions(),
             settings=runner.describe(), threads=job.get("threads"))
+        inner = getattr(runner, "inner_times_ms", None)  # times the runtime took itself (onnxruntime-web: in page)
+        if inner:
+            res["inner_latency_ms"] = stats_ms([t / 1e3 for t in inner[-len(times):]])
         if job.get("profile"):
             res["peak_rss_mb"] = _peak_rss_mb()  # a profiling session must not count as the model's memory
             runs = int(job.get("profile_runs") or min(10, max(1, int(job.get("num_runs", 10)))))

@@ -31,6 +31,8 @@ RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     # a default runtime, never timed
     "litert-arm64": ("styleport.runtime.runners.arm64", "LiteRTArm64Runner", ("tflite",)),
     "onnxruntime-arm64": ("styleport.runtime.runners.arm64", "OrtArm64Runner", ("onnx",)),
+    # ONNX Runtime Web (WASM) in headless Chromium (issue 23); never a default runtime
+    "onnxruntime-web": ("styleport.runtime.runners.web", "WebRunner", ("onnx",)),
 }
 
 # Runtimes whose wall time means nothing (emulated): bench reports why instead of a latency.
@@ -54,7 +56,8 @@ DEFAULTS: dict[str, list[str]] = {
 PLATFORMS: dict[str, tuple[str, ...]] = {"coreml": ("darwin",)}
 
 ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "tflite": "litert", "ai-edge-litert": "litert",
-           "pytorch": "torch", "mil": "coreml-mil", "et": "executorch",
+           "pytorch": "torch", "mil": "coreml-mil", "et": "executorch", "ort-web": "onnxruntime-web",
+           "web": "onnxruntime-web", "wasm": "onnxruntime-web",
            "ort-arm64": "onnxruntime-arm64", "litert-aarch64": "litert-arm64",
            "onnxruntime-aarch64": "onnxruntime-arm64", "tflite-arm64": "litert-arm64"}
 
