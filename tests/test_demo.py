@@ -58,6 +58,18 @@ def test_demo_quick_report_has_every_section(tmp_path):
     assert ("executorch", "int8") in ran
     statuses = {c["name"]: c["status"] for c in doc["checks"]}
     assert statuses["transformer/onnx/fp32@onnxruntime"] == "pass"
+    # every int8 that ran meets the 30 dB gate: a plain int8 below it was redone dynamic-range (int8 floor)
+    assert all(st in ("pass", "skipped") for n, st in statuses.items() if "/int8@" in n), statuses
+    man = json.loads((out / "bundle" / "manifest.json").read_text())
+    for a in man["artifacts"]:
+        rec = a["details"].get("int8_floor")
+        if rec:
+            assert rec["kept"] == a["details"]["int8_kind"] and rec["first"]["psnr_min_db"] < 30.0
+    # where the time went: the phases add up to the whole run and the summary line says so
+    ph = doc["phases_s"]
+    assert list(ph) == ["model", "stylise", "google", "export", "parity", "web", "latency", "compare"]
+    assert abs(sum(ph.values()) - doc["elapsed_s"]) <= 0.05 * doc["elapsed_s"] + 1
+    assert f"demo took {doc['elapsed_s']:.0f} s (model" in p.stdout
     assert statuses["transformer/coreml/fp32@coreml-mil"] == "pass"
     assert statuses["transformer/executorch/fp32@executorch"] == "pass"
     assert any(r["runtime"] == "executorch" and r["latency_ms"] for r in doc["results"])
