@@ -318,7 +318,7 @@ def test_manifest_timings_add_up_to_the_export_wall_time(tmp_path, capsys):
     t = m["export"]["timings"]
     total = sum(r["seconds"] for r in t["rows"])
     assert abs(total - t["wall_s"]) <= 0.10 * t["wall_s"], (total, t["wall_s"])
-    assert t["wall_s"] <= outer and t["wall_s"] >= 0.9 * outer, (t["wall_s"], outer)
+    assert t["wall_s"] <= outer + 0.005 and t["wall_s"] >= 0.9 * outer, (t["wall_s"], outer)  # wall_s is rounded to 0.01
     assert abs(sum(t["by_step"].values()) - total) < 0.05 * total + 0.1
     steps = {r["step"] for r in t["rows"]}
     assert {"prepare", "convert", "simplify", "gate", "quantize", "score", "metadata", "write"} <= steps, steps

@@ -165,7 +165,7 @@ class _Job:
 def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisions=("fp32",), size=384,
                   style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None,
                   export_options: dict | None = None, fp16_rescale=True, coreml_io="tensor", credits=None,
-                  tolerances: list | None = None, allow_drift: bool = False) -> dict:
+                  tolerances: list | None = None, allow_drift: bool = False, parallel: bool | None = None) -> dict:
     """Write the bundle. ``export_options`` goes unchanged to every format's exporter
     (``ExportOptions.extra``): format-specific switches live there, not in this signature.
     ``coreml_io``: "tensor" or "image" (coreml_export.image_io); ``credits``: {"author", "license"}
@@ -177,7 +177,13 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     ``manifest["export"]["timings"]``: the wall time of every step (export/timing.py: trace, convert,
     simplify, calibrate, quantize per variant, gate, score, choose, ...), rows that add up to the
     export's wall time; with ``progress`` a bar on stderr (terminals only) names the artefact and
-    step, and one summary line of the timings is printed on stderr at the end."""
+    step, and one summary line of the timings is printed on stderr at the end.
+
+    ``parallel`` (None: when the machine has 2 or more cores): the ExecuTorch artefacts are written by
+    a worker process while this one writes the other formats (ExecuTorch's lowering passes are 60%
+    of a four-format export and independent of the rest); the files, manifest entries and order are
+    those of a serial export, and the worker's own step timings are kept under
+    ``timings["parallel"]["executorch"]``."""
     t_start = time.perf_counter()
     bar = tqdm(total=None, desc="export", unit="step", disable=None if progress else True, leave=False)
     ticker = Ticker(bar)
@@ -185,7 +191,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         with clock(lambda text: bar.set_postfix_str(text[:60], refresh=True)):
             manifest = _write(checkpoint, out, formats, precisions, size, style_size, dynamic, force, opset,
                               calibration, export_options, fp16_rescale, coreml_io, credits, tolerances,
-                              allow_drift, bar, t_start)
+                              allow_drift, bar, t_start, parallel)
     finally:
         ticker.close()
         bar.close()
@@ -194,7 +200,8 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
 
 
 def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, force, opset, calibration,
-           export_options, fp16_rescale, coreml_io, credits, tolerances, allow_drift, bar, t_start) -> dict:
+           export_options, fp16_rescale, coreml_io, credits, tolerances, allow_drift, bar, t_start,
+           parallel=False) -> dict:
     """export_bundle's work, inside its step clock."""
     from styleport.export.coreml_export import IO_KINDS
     from styleport.export.timing import current as current_clock
@@ -246,6 +253,22 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
     if target is not None and not keep_variants:
         calibration = dict(calibration, variants=True)
     jobs = [(n, f, p) for n in nets for f in formats for p in precisions]
+    order = {j: i for i, j in enumerate(jobs)}   # the manifest lists artefacts in this order
+    worker = None
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) >= 2
+    if parallel and PARALLEL_FORMAT in formats and len(formats) > 1:
+        # the worker exports the same checkpoint with the same options, its formats only, into
+        # tmp/_worker/bundle; its files and entries are merged below (no target/floor: those look at
+        # every format together and run here, after the merge)
+        wcal = {k: v for k, v in (calibration or {}).items() if k not in ("target_psnr", "int8_floor")} or None
+        (tmp / "_worker").mkdir()
+        worker = _start_worker(dict(
+            checkpoint=str(ckpt), out=str(tmp / "_worker" / "bundle"), formats=(PARALLEL_FORMAT,),
+            precisions=tuple(precisions), size=size, style_size=style_size, dynamic=dynamic, force=True,
+            opset=opset, calibration=wcal, export_options=export_options, fp16_rescale=fp16_rescale,
+            coreml_io=coreml_io, credits=credits, tolerances=tolerances, allow_drift=allow_drift))
+        jobs = [j for j in jobs if j[1] != PARALLEL_FORMAT]
     # one bar unit per artefact job, plus the quality report, the float-layer search and the choice
     bar.reset(total=len(jobs) + (any(p != "fp32" for p in precisions))
               + 2 * (target is not None and "int8" in precisions))
@@ -306,6 +329,15 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
                                   "details": v["details"]})
             meta.__exit__(None, None, None)
             bar.update(1)
+        worker_timings = None
+        if worker is not None:
+            current = (PARALLEL_FORMAT, "(worker process)", "")
+            with step("wait", format=PARALLEL_FORMAT):
+                sub = _join_worker(worker, tmp, artifacts, fp32_paths)
+            worker = None
+            worker_timings = sub["export"]["timings"]
+            artifacts.sort(key=lambda a: (order[(a["model"], a["format"], a["precision"])], bool(a.get("variant"))))
+            bar.update(sum(1 for j in order if j[1] == PARALLEL_FORMAT))
         if target is not None and "int8" in precisions:
             from styleport.quantization import _has_calibration
             if "onnx" in formats and _has_calibration(calibration):
@@ -358,6 +390,8 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
         wall = time.perf_counter() - t_start
         manifest["export"]["seconds"] = round(wall, 1)
         manifest["export"]["timings"] = current_clock().summary(wall)
+        if worker_timings is not None:
+            manifest["export"]["timings"]["parallel"] = {PARALLEL_FORMAT: worker_timings}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():
             old = parent / f".{out.name}.old-{os.getpid()}"
@@ -367,10 +401,15 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
         else:
             os.replace(tmp, out)
         return manifest
-    except StyleportError:
+    except StyleportError as e:
+        _stop_worker(worker)
+        kept = _keep_worker_log(tmp, parent, out)
+        if kept and e.args:
+            e.args = (str(e.args[0]).replace(str(tmp / "_worker" / "bundle.export-error.log"), str(kept)),) + e.args[1:]
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     except BaseException as e:
+        _stop_worker(worker)
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
@@ -384,6 +423,69 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
         what = " ".join(current) if current else "export"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise ConversionError(f"{what} failed: {type(e).__name__}: {first}{where}") from None
+
+
+# The format exported by a worker process beside the others (export_bundle's ``parallel``): on the
+# demo's four-format export ExecuTorch's lowering was 70 of 121 s, the three other formats 51 s.
+PARALLEL_FORMAT = "executorch"
+
+
+def _worker_main(kw: dict) -> dict:
+    """In the worker process: one export of ``kw["formats"]`` under its own step clock, silent."""
+    t0 = time.perf_counter()
+    bar = tqdm(total=None, disable=True)
+    with clock():
+        return _write(bar=bar, t_start=t0, parallel=False, **kw)
+
+
+def _start_worker(kw: dict):
+    import concurrent.futures
+    import multiprocessing
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return pool, pool.submit(_worker_main, kw)
+
+
+def _join_worker(worker, tmp: Path, artifacts: list, fp32_paths: dict) -> dict:
+    """Wait for the worker; move its files into ``tmp`` and its entries into ``artifacts``. A
+    StyleportError of the worker (its conversion failed) is raised here as it was there."""
+    pool, fut = worker
+    try:
+        sub = fut.result()
+    finally:
+        pool.shutdown(wait=True)
+    root = tmp / "_worker" / "bundle"
+    for a in sub["artifacts"]:
+        dst = tmp / a["path"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(root / a["path"], dst)
+        artifacts.append(a)
+        if a["precision"] == "fp32" and not a.get("variant"):
+            fp32_paths[(a["model"], a["format"])] = dst
+    shutil.rmtree(tmp / "_worker", ignore_errors=True)
+    return sub
+
+
+def _stop_worker(worker) -> None:
+    """An export that fails here does not wait for the worker's conversions."""
+    if worker is None:
+        return
+    pool, fut = worker
+    fut.cancel()
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        p.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _keep_worker_log(tmp: Path, parent: Path, out: Path) -> Path | None:
+    """The worker's error log (beside its own bundle, inside tmp) is copied where the user looks."""
+    log = tmp / "_worker" / "bundle.export-error.log"
+    if log.is_file():
+        try:
+            shutil.copyfile(log, parent / f"{out.name}.export-error.log")
+            return parent / f"{out.name}.export-error.log"
+        except OSError:
+            pass
+    return None
 
 
 def _target_psnr(model, tmp, fp32_paths, size, style_size, calibration, target, opset, ckpt_sha, doc,

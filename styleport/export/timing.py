@@ -24,6 +24,8 @@ Step names (one vocabulary for every format):
     choose      ``--target-psnr``: timing the int8 candidates and the swap
     metadata    stamping names, licence and I/O texts into the files, hashing
     write       manifest, quality files, the rename into place
+    wait        waiting for the ExecuTorch worker process (export_bundle's ``parallel``); the
+                worker's own rows are under ``timings["parallel"]["executorch"]``
 
 Without an open clock :func:`step` only runs its body (the exporters are also called outside an
 export, e.g. by benchmarks), and :func:`status` calls nothing.
@@ -141,7 +143,10 @@ def one_line(t: dict, top: int = 6) -> str:
     if rest:
         parts += f", other {rest:.1f}"
     cover = 100.0 * t["steps_s"] / t["wall_s"] if t["wall_s"] else 100.0
-    return f"export {t['wall_s']:.1f} s: {parts} s (steps cover {cover:.1f}% of the wall time)"
+    line = f"export {t['wall_s']:.1f} s: {parts} s (steps cover {cover:.1f}% of the wall time)"
+    for fmt, w in (t.get("parallel") or {}).items():
+        line += f"; {fmt} in a parallel worker: {w['wall_s']:.1f} s"
+    return line
 
 
 class Ticker:

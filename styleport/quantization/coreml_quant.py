@@ -62,6 +62,8 @@ def compress(src: Path, dst: Path, kind: str) -> dict:
             raise ValueError(f"unknown CoreML compression {kind!r}")
         dst.parent.mkdir(parents=True, exist_ok=True)
         out.save(str(dst))
+        from styleport.export.coreml_export import _stable_identifiers
+        _stable_identifiers(dst)   # same weights, same bytes (the save names items with random UUIDs)
     return {"method": method, "io_dtype": "float32", "quantizer": "coremltools.optimize.coreml",
             "ops": op_kinds(dst), "prediction": "macOS only; PSNR via styleport.runtime.coreml.runner"}
 

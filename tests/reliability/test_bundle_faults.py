@@ -43,15 +43,24 @@ def bundle(exported, tmp_path):
 
 
 def test_reexport_is_byte_identical(ck, tmp_path):
+    """Twice the same export, once serial and once with ExecuTorch in its worker process: the same
+    bytes in every file (CoreML int8 included: its package identifiers are derived, not random), the
+    same manifest entries in the same order."""
     a, b = tmp_path / "a", tmp_path / "b"
-    for out in (a, b):
-        export_bundle(ck, out, ["onnx", "tflite", "coreml"], ["fp32"], size=32, progress=False)
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "manifest.json")
-    assert files
+    for out, parallel in ((a, False), (b, True)):
+        export_bundle(ck, out, ["onnx", "tflite", "coreml", "executorch"], ["fp32", "int8"], size=32,
+                      progress=False, parallel=parallel)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in ("manifest.json", "quality.json", "quality.md"))
+    assert files and any(f.suffix == ".pte" for f in files)
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name not in ("manifest.json", "quality.json", "quality.md"))
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     ma, mb = json.loads((a / "manifest.json").read_text()), json.loads((b / "manifest.json").read_text())
-    assert [x["sha256"] for x in ma["artifacts"]] == [x["sha256"] for x in mb["artifacts"]]
+    assert [(x["path"], x["sha256"]) for x in ma["artifacts"]] == [(x["path"], x["sha256"]) for x in mb["artifacts"]]
+    assert "parallel" not in ma["export"]["timings"]
+    tb = mb["export"]["timings"]
+    assert set(tb["parallel"]["executorch"]["by_format"]) - {"-"} == {"executorch"}   # the worker did ExecuTorch only
+    assert "executorch" in tb["by_format"] and abs(tb["steps_s"] - tb["wall_s"]) <= 0.1 * tb["wall_s"]
 
 
 def test_parity_results_repeat_exactly(bundle, tmp_path):
