@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/styleport demo --out demo-out
 
+# two pytest-xdist workers, one test file each at a time (module fixtures are built once); every
+# test runs. On 2 cores: 17 min instead of 26 serial (benchmarks/results/test_runs.json).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The browser target's assets: npm ci of the pinned onnxruntime-web into ~/.cache/styleport/web (network:
 # the npm registry; needs npm). Chromium comes from the system (apt-get install chromium). Without

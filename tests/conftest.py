@@ -10,12 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 MAGENTA = SHARED / "magenta"
 
-torch.set_num_threads(2)
+# two threads for a serial run; one per worker under pytest-xdist (make test runs two on two cores)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
-def run_cli(*args, cwd=None, timeout=900):
-    """Run the real `styleport` command in a subprocess; returns CompletedProcess (text)."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+def run_cli(*args, cwd=None, timeout=900, env=None):
+    """Run the real `styleport` command in a subprocess; returns CompletedProcess (text). ``env``:
+    extra environment variables."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **(env or {}))
     return subprocess.run([sys.executable, "-m", "styleport", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=timeout)
 

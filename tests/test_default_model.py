@@ -103,7 +103,10 @@ def test_default_matches_googles_tflite_pipeline(tmp_path, google):
 
     # the same through the real command line, on one pair
     content.save(tmp_path / "photo.png")
-    p = run_cli("stylize", "--content", tmp_path / "photo.png", "--style", sp, "-o", tmp_path / "out.png")
+    # bit for bit with the in-process run: torch at the same thread count (sums split differently
+    # across threads round differently; under pytest-xdist the test process runs one thread)
+    p = run_cli("stylize", "--content", tmp_path / "photo.png", "--style", sp, "-o", tmp_path / "out.png",
+                env={"OMP_NUM_THREADS": str(torch.get_num_threads())})
     assert p.returncode == 0, p.stderr
     assert "Magenta" in p.stdout  # says which model ran
     cli = pil_to_tensor(load_image(tmp_path / "out.png"))

@@ -72,6 +72,15 @@ def test_demo_quick_report_has_every_section(tmp_path):
     assert f"demo took {doc['elapsed_s']:.0f} s (model" in p.stdout
     assert statuses["transformer/coreml/fp32@coreml-mil"] == "pass"
     assert statuses["transformer/executorch/fp32@executorch"] == "pass"
+    # the browser target: the page and which ORT Web and browser ran, or why not
+    text = "".join(parser.text)
+    assert "web" in parser.ids
+    if doc["web"]["present"]:
+        assert (out / doc["web"]["page"]).is_file() and doc["web"]["onnxruntime_web"] in text
+        assert doc["web"]["browser"] and doc["web"]["browser"] in text
+        assert statuses["transformer/onnx/int8@onnxruntime-web"] == "pass"
+    else:
+        assert doc["web"]["note"] in text
     assert any(r["runtime"] == "executorch" and r["latency_ms"] for r in doc["results"])
     assert any(r["latency_ms"] for r in doc["results"] if r.get("latency_ms"))
     assert len(doc["gallery"]) >= 4 and {g["strength"] for g in doc["gallery"]} == {1.0, 0.5}
