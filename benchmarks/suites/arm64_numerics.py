@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from suites.common import MAGENTA, ROOT, loadavg, machine, write  # noqa: E402
-from suites.fp16_emulation import images, style_bottleneck  # noqa: E402
+from suites.fp16_emulation import EX255_LABEL, GOOGLE_LABEL, images, measured_networks  # noqa: E402
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -154,8 +154,6 @@ def main() -> int:
     torch.set_num_threads(2)
     from styleport.device import arm64 as D
     from styleport.export.bundle import export_bundle
-    from styleport.models.examples255 import examples255_state_dict
-    from styleport.models.importers import import_fast_neural_style_to, import_magenta_tflite_to
     sysroot = D.find()   # RuntimeUnavailable (exit 3) with the setup command when missing
     stamp = sysroot.info()
     la0 = loadavg()
@@ -166,19 +164,8 @@ def main() -> int:
     originals = google_originals()
     with tempfile.TemporaryDirectory(prefix="arm64num-") as tmp:
         tmp = Path(tmp)
-        nets = []
-        if (MAGENTA / "style_transfer_f16_384.tflite").is_file():
-            ck = tmp / "google"
-            import_magenta_tflite_to(MAGENTA / "style_predict_quantized_256.tflite",
-                                     MAGENTA / "style_transfer_f16_384.tflite", ck)
-            nets.append(("google (magenta f16 import)", ck, style_bottleneck(ck)))
-        else:
-            notes.append("../shared/data/magenta absent: Google's network skipped")
-        pth = tmp / "ex255.pth"
-        torch.save(examples255_state_dict(), pth)
-        ck = tmp / "ex255"
-        import_fast_neural_style_to(pth, ck)
-        nets.append(("ex255 (0-255, fp16 rescale on)", ck, None))
+        (g, gb), (ex, _) = measured_networks(tmp, notes)
+        nets = ([(GOOGLE_LABEL, g, gb)] if g else []) + [(EX255_LABEL, ex, None)]
         for i, (label, ckpt, bottleneck) in enumerate(nets):
             b = tmp / f"b{i}"
             t0 = time.perf_counter()

@@ -179,6 +179,33 @@ def faithfulness(ckpt: Path, bundle: Path, rescaled: bool, size: int) -> dict:
             "identical_fraction_emulator_vs_torch_half": float(np.mean(emu == half))}
 
 
+GOOGLE_LABEL = "google (magenta f16 import)"
+EX255_LABEL = "ex255 (0-255, fp16 rescale on)"
+
+
+def measured_networks(tmp: Path, notes: list) -> list:
+    """The two networks these suites measure, imported into ``tmp``: [(google checkpoint or None,
+    its style bottleneck), (the 0-255 example checkpoint, None)] (Google's needs ../shared/data/magenta;
+    without it a note says so). Shared with arm64_numerics.py."""
+    import torch
+
+    from styleport.models.examples255 import examples255_state_dict
+    from styleport.models.importers import import_fast_neural_style_to, import_magenta_tflite_to
+    out = [(None, None)]
+    if (MAGENTA / "style_transfer_f16_384.tflite").is_file():
+        ck = tmp / "google"
+        import_magenta_tflite_to(MAGENTA / "style_predict_quantized_256.tflite",
+                                 MAGENTA / "style_transfer_f16_384.tflite", ck)
+        out = [(ck, style_bottleneck(ck))]
+    else:
+        notes.append("../shared/data/magenta absent: Google's network skipped")
+    pth = tmp / "ex255.pth"
+    torch.save(examples255_state_dict(), pth)
+    ck = tmp / "ex255"
+    import_fast_neural_style_to(pth, ck)
+    return out + [(ck, None)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=384)
@@ -189,8 +216,6 @@ def main() -> int:
     import torch
     torch.set_num_threads(2)
     from styleport.export.bundle import export_bundle
-    from styleport.models.examples255 import examples255_state_dict
-    from styleport.models.importers import import_fast_neural_style_to, import_magenta_tflite_to
     la0 = loadavg()
     t_start = time.perf_counter()
     formats = [f for f in args.formats.split(",") if f]
@@ -198,20 +223,10 @@ def main() -> int:
     rows, notes, faith = [], [], []
     with tempfile.TemporaryDirectory(prefix="fp16emu-") as tmp:
         tmp = Path(tmp)
-        nets = []
-        if (MAGENTA / "style_transfer_f16_384.tflite").is_file():
-            ck = tmp / "google"
-            import_magenta_tflite_to(MAGENTA / "style_predict_quantized_256.tflite",
-                                     MAGENTA / "style_transfer_f16_384.tflite", ck)
-            nets.append(("google (magenta f16 import)", ck, True, style_bottleneck(ck)))
-        else:
-            notes.append("../shared/data/magenta absent: Google's network skipped")
-        pth = tmp / "ex255.pth"
-        torch.save(examples255_state_dict(), pth)
-        ck = tmp / "ex255"
-        import_fast_neural_style_to(pth, ck)
-        nets.append(("ex255 (0-255, fp16 rescale on)", ck, True, None))
-        nets.append(("ex255 (0-255, --no-fp16-rescale)", ck, False, None))
+        (g, gb), (ex, _) = measured_networks(tmp, notes)
+        nets = [(GOOGLE_LABEL, g, True, gb)] if g else []
+        nets.append((EX255_LABEL, ex, True, None))
+        nets.append(("ex255 (0-255, --no-fp16-rescale)", ex, False, None))
         for i, (label, ckpt, rescale, bottleneck) in enumerate(nets):
             b = tmp / f"b{i}"
             t0 = time.perf_counter()
