@@ -17,6 +17,10 @@ the demo's own images (sample_sets without ../shared, so every machine times the
 * ``calibrated``: `styleport export --formats onnx,tflite,coreml,executorch --precisions fp32,fp16,int8
   --calib-content DIR --calib-style DIR` (every int8 variant, no choice).
 
+``--compare-serial``: every repeat also exports with ``parallel=False`` (ExecuTorch in the main
+process; the two orders alternate between repeats), so the JSON has the serial/parallel ratio of
+one run.
+
 Every scenario also records the manifest's per-step timings (``export.timings``: by step, by
 format) of the median run. Writes ``--out`` (default benchmarks/results/export_cost.json).
 """
@@ -45,6 +49,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(HERE / "results" / "export_cost.json"))
+    ap.add_argument("--compare-serial", action="store_true",
+                    help="also export with ExecuTorch in the main process (parallel=False) each repeat")
     args = ap.parse_args(argv)
 
     import torch
@@ -75,17 +81,27 @@ def main(argv=None) -> int:
                 kw["calibration"] = {"content": str(sdir / "content"), "style": str(sdir / "style")}
             else:
                 kw["calibration"] = demo_calibration(sdir, pdir, int8_search=args.scenario == "demo-search")
+        serial = []
         for i in range(args.repeats):
+            if args.compare_serial and i % 2 == 0:
+                t0 = time.perf_counter()
+                export_bundle(ck, Path(tmp) / f"s{i}", formats, precisions, progress=False, parallel=False, **kw)
+                serial.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             m = export_bundle(ck, Path(tmp) / f"b{i}", formats, precisions, progress=False, **kw)
             total = time.perf_counter() - t0
+            if args.compare_serial and i % 2 == 1:
+                t0 = time.perf_counter()
+                export_bundle(ck, Path(tmp) / f"s{i}", formats, precisions, progress=False, parallel=False, **kw)
+                serial.append(time.perf_counter() - t0)
             # variant artefacts (e.g. CoreML palettisations) carry no "seconds": they are made, and
             # timed, inside their precision's primary artefact
             runs.append({"total_s": total, "artifacts": {f"{a['model']}/{a['format']}/{a['precision']}":
                                                          a["details"]["seconds"] for a in m["artifacts"]
                                                          if "variant" not in a and "seconds" in a["details"]},
                          "timings": {k: m["export"]["timings"][k] for k in ("wall_s", "steps_s", "by_step",
-                                                                             "by_format")},
+                                                                             "by_format", "parallel")
+                                     if k in m["export"]["timings"]},
                          "artifact_count": len(m["artifacts"])})
             print(f"run {i + 1}: {total:.1f} s", file=sys.stderr)
     totals = [r["total_s"] for r in runs]
@@ -101,6 +117,10 @@ def main(argv=None) -> int:
            "artifact_count": median_run["artifact_count"], "timings": median_run["timings"], "machine": machine_info(), "tools": tool_versions(),
            "total_s": {"median": statistics.median(totals), "min": min(totals), "max": max(totals)},
            "per_artifact_s": {k: statistics.median(r["artifacts"][k] for r in runs) for k in keys}}
+    if serial:
+        doc["serial_total_s"] = {"median": statistics.median(serial), "min": min(serial), "max": max(serial),
+                                 "note": "the same export with parallel=False (ExecuTorch in the main process)"}
+        doc["serial_over_parallel"] = round(statistics.median(serial) / statistics.median(totals), 3)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps({"total_s": doc["total_s"], "per_artifact_s": doc["per_artifact_s"]}, indent=2))

@@ -221,6 +221,45 @@ def suite3(doc) -> list[str]:
     return L
 
 
+def first_run(folder) -> list[str]:
+    """Time to a newcomer's first result (issue 21): the demo (demo_run.json), the demo's export
+    (export_cost_demo.json) and `make test` (test_runs.json), each with its command."""
+    L = []
+    d = _load(folder, "demo_run")
+    if d and d.get("phases_s"):
+        ph = ", ".join(f"{k} {v:.0f}" for k, v in d["phases_s"].items())
+        par = d.get("export_parallel") or {}
+        L += [f"`styleport demo` (`{d['command']}`, commit {d.get('commit')}): **{d['wall_s']:.0f} s** wall "
+              f"(interpreter start included); phases {ph} s; {d['artifacts']} artefacts, "
+              f"{d['gallery_images']} gallery images, Google column {'yes' if d.get('google_column') else 'no'}, "
+              f"browser step {'yes' if (d.get('web') or {}).get('present') else 'no'}; export "
+              f"{d['export_timings']['wall_s']:.0f} s"
+              + (" with ExecuTorch in a worker (" + ", ".join(f"{f} {w['wall_s']:.0f} s" for f, w in par.items()) + ")"
+                 if par else "")
+              + f"; load {d['loadavg_1min']['before']}->{d['loadavg_1min']['after']}.", ""]
+    e = _load(folder, "export_cost_demo")
+    if e and "total_s" in e:
+        L += [f"The demo's export alone (`{e['command']}`): {e['total_s']['median']:.0f} s median of {e['repeats']}"
+              + (f"; the same export serial (ExecuTorch in the main process) {e['serial_total_s']['median']:.0f} s, "
+                 f"{e['serial_over_parallel']}x" if e.get("serial_total_s") else "")
+              + f"; by format {', '.join(f'{k} {v:.0f}' for k, v in e['timings']['by_format'].items())} s; "
+              f"load {_la(e['loadavg'])}.", ""]
+    t = _load(folder, "test_runs")
+    if t and t.get("runs"):
+        L += ["`make test` runs (test_runs.json):", "", "| commit | command | workers | ../shared | result | tests min | wall min |",
+              "|---|---|---|---|---|---|---|"]
+        for r in t["runs"]:
+            L.append(f"| {r.get('commit')} | `{r.get('command')}` | {r.get('workers', 1)} | {r.get('shared_data', '')[:7]} | "
+                     f"{r.get('pytest_summary')} | {r.get('tests_minutes')} | {r.get('wall_minutes', '-')} |")
+        L.append("")
+        for r in t["runs"]:
+            if r.get("slowest"):
+                L.append(f"Slowest tests, {r.get('commit')} ({r.get('workers', 1)} worker(s)): " + "; ".join(
+                    f"{x['seconds']:.0f} s {x['when']} {x['test']}" for x in r["slowest"][:20]) + ".")
+                L.append("")
+    return L
+
+
 def _yes(v) -> str:
     return "-" if v is None else ("yes" if v else "**no**")
 
@@ -247,6 +286,7 @@ def suite4(doc, folder) -> list[str]:
               f"median of {f['repeats']} (min {t['min']:.0f}, max {t['max']:.0f}); load {_la(f['loadavg'])}.", ""]
     elif f:
         L += [f"fp32 export failed: {f.get('error')}", ""]
+    L += first_run(folder)
     h = doc["harness_overhead"]
     L += [f"Harness overhead (`{h['command']}`, exit {h['rc']}: 0 = within 2% on every model); load "
           f"{_la(h['loadavg'])}:", "",
@@ -611,6 +651,14 @@ def highlights(folder: Path) -> list[str]:
                     if "total_s" in mat else "")
                  + "harness overhead vs a bare runtime loop " + ", ".join(
                      f"{r['paired_median_ratio_pct']:+.2f}%" for r in ho) + ".")
+    dr, tr = _load(folder, "demo_run"), _load(folder, "test_runs")
+    if dr and dr.get("phases_s"):
+        last = next((r for r in reversed((tr or {}).get("runs", [])) if r.get("wall_minutes")), {})  # a fresh clone
+        L.append(f"- Time to first result ({_j('demo_run')}, {_j('test_runs')}): `styleport demo` {dr['wall_s']:.0f} s "
+                 f"wall (export {dr['export_timings']['wall_s']:.0f} s, latency {dr['phases_s'].get('latency', 0):.0f} s, "
+                 f"browser {dr['phases_s'].get('web', 0):.0f} s)"
+                 + (f"; `{last.get('command')}` {last.get('wall_minutes')} min wall, tests {last.get('tests_minutes')} min "
+                    f"({last.get('pytest_summary')})" if last.get("tests_minutes") else "") + ".")
     imp = _load(folder, "import_fidelity")
     df = _load(folder, "default_fidelity")
     if imp and not imp.get("skipped"):
