@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 	$(BIN)/styleport demo --out demo-out
 
 # two pytest-xdist workers, one test file each at a time (module fixtures are built once); every
-# test runs. On 2 cores: 17 min instead of 26 serial (benchmarks/results/test_runs.json).
+# test runs. On 2 cores: 18.5 min instead of 31.4 serial (benchmarks/results/test_runs.json).
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
