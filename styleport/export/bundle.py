@@ -536,11 +536,7 @@ def _choose_int8(tmp, artifacts, qdoc, target, keep_variants, doc, ckpt_sha, sty
     changed = {(r["model"], r["format"]) for r in records if r["changed"]}
     for a in artifacts:
         if a["precision"] == "int8" and (a["model"], a["format"]) in changed:  # swapped: re-stamp, re-hash
-            entry = {k: a[k] for k in ("model", "format", "precision", "path", "io", "inputs", "outputs")}
-            if a.get("variant"):
-                entry["variant"] = a["variant"]
-            a["details"]["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
-            a["bytes"], a["sha256"] = size_path(tmp / a["path"]), sha256_path(tmp / a["path"])
+            _restamp(tmp, a, doc, ckpt_sha, style_size, credits)
     qdoc["int8_choice"] = records
     write_quality_files(tmp, qdoc)
 
@@ -594,9 +590,7 @@ def _int8_floor(tmp, artifacts, qdoc, floor, model, fp32_paths, size, style_size
             rec["kept"] = alt
             keep = {k: a["details"][k] for k in ("seconds",) if k in a["details"]}
             a["details"] = {**d, **keep, "int8_kind": alt, "calibration": None}
-            entry = {k: a[k] for k in ("model", "format", "precision", "path", "io", "inputs", "outputs")}
-            a["details"]["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
-            a["bytes"], a["sha256"] = size_path(path), sha256_path(path)
+            _restamp(tmp, a, doc, ckpt_sha, style_size, credits)
             new.update(path=a["path"], bytes=a["bytes"])
             rows[a["path"]].clear()
             rows[a["path"]].update(new)
@@ -608,6 +602,16 @@ def _int8_floor(tmp, artifacts, qdoc, floor, model, fp32_paths, size, style_size
         qdoc.setdefault("int8_floor", []).append({"model": a["model"], "format": a["format"], **rec})
     if qdoc.get("int8_floor"):
         write_quality_files(tmp, qdoc)
+
+
+def _restamp(tmp: Path, a: dict, doc: dict, ckpt_sha: str, style_size: int, credits) -> None:
+    """A manifest entry whose file was replaced (the int8 choice, the int8 floor): the file's own
+    metadata stamped again, its bytes and hash redone."""
+    entry = {k: a[k] for k in ("model", "format", "precision", "path", "io", "inputs", "outputs")}
+    if a.get("variant"):
+        entry["variant"] = a["variant"]
+    a["details"]["metadata"] = _stamp(tmp, doc, ckpt_sha, entry, style_size, credits)
+    a["bytes"], a["sha256"] = size_path(tmp / a["path"]), sha256_path(tmp / a["path"])
 
 
 def _stamp(tmp: Path, doc: dict, ckpt_sha: str, entry: dict, style_size: int, credits) -> dict:

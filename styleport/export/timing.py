@@ -22,6 +22,8 @@ Step names (one vocabulary for every format):
     gate        the fp32 check against PyTorch (export refuses a miscompile)
     score       the quality report: every non-fp32 artefact on the held-out images
     choose      ``--target-psnr``: timing the int8 candidates and the swap
+    floor       the int8 floor (``calibration["int8_floor"]``, the demo): a plain int8 below it
+                quantized again dynamic-range, scored, and swapped in when better
     metadata    stamping names, licence and I/O texts into the files, hashing
     write       manifest, quality files, the rename into place
     wait        waiting for the ExecuTorch worker process (export_bundle's ``parallel``); the
