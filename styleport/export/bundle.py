@@ -428,7 +428,7 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
 # The format exported by a worker process beside the others (export_bundle's ``parallel``): on the
 # demo's four-format export ExecuTorch's lowering was 70 of 121 s, the three other formats 51 s.
 # One worker per network was tried on the 2-core box: 99.9 s vs 94.4 s for one worker (three busy
-# processes on two cores; benchmarks/export_cost.py --scenario demo --compare-serial), so one it is.
+# processes on two cores; one run of benchmarks/export_cost.py --scenario demo, not kept), so one it is.
 PARALLEL_FORMAT = "executorch"
 
 
