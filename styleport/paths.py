@@ -22,12 +22,14 @@ def display_path(path, repo: Path | None = None) -> str:
         return p.as_posix()
     p = Path(os.path.abspath(p))
     repo = Path(repo or REPO)
-    for base in (repo, repo.parent):
-        if p == base or base in p.parents:
-            return Path(os.path.relpath(p, repo)).as_posix()
+    if p == repo or repo in p.parents:
+        return Path(os.path.relpath(p, repo)).as_posix()
+    # the working folder before the repo's parent: a clone in /tmp must not show /tmp/x as ../x
     cwd = Path.cwd()
     if cwd != Path(cwd.anchor) and (p == cwd or cwd in p.parents):
         return Path(os.path.relpath(p, cwd)).as_posix()
+    if p == repo.parent or repo.parent in p.parents:
+        return Path(os.path.relpath(p, repo)).as_posix()
     return ".../" + "/".join(p.parts[-2:])
 
 
