@@ -109,6 +109,24 @@ def test_parity_and_bench_of_the_bundle(et_bundle, tmp_path):
     assert {r["precision"] for r in rows if r["model"] == "transformer"} == {"fp32", "int8"}
 
 
+def test_runner_process_does_not_import_the_exporter(et_bundle):
+    """A benchmark worker loads the runtime extension, not executorch.exir (4.5 s of import per worker
+    through executorch.runtime / portable_lib; runners/executorch.py)."""
+    import subprocess
+    import sys
+    ck, out, man = et_bundle
+    a = _art(man, "transformer", "executorch", "fp32")
+    code = ("import sys, numpy as np\n"
+            "from styleport.runtime.runners.registry import make_runner\n"
+            f"r = make_runner('executorch', {str(out / a['path'])!r}, threads=1).open()\n"
+            "feeds = {s.name: np.random.rand(*s.shape).astype('float32') for s in r.input_specs()}\n"
+            "y = r.run(feeds)['stylized_image']\n"
+            "print(y.shape, np.isfinite(y).all(), [m for m in sys.modules if m.startswith('executorch.exir')])\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split("\n")[-2] == f"{tuple(a['outputs'][0]['shape'])} True []", p.stdout
+
+
 def test_inspect_pte(et_bundle):
     from styleport.export.inspect import inspect_file
     ck, out, man = et_bundle

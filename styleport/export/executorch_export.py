@@ -120,7 +120,6 @@ def _op(node_type: str) -> str:
 def check(path: Path, feeds: dict):
     """Run a fresh artefact once in the ExecuTorch runtime (XNNPACK): (runtime, first output)."""
     with quiet_torch_export():
-        from executorch.runtime import Runtime
-        method = Runtime.get().load_program(Path(path)).load_method("forward")
-        out = method.execute([torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()])
+        from styleport.runtime.runners.executorch import run_once
+        out = run_once(path, [torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()])
     return "executorch", out[0].numpy()

@@ -109,10 +109,10 @@ def quantize(module: torch.nn.Module, sample: tuple, inputs: list, outputs: list
 
 def _runs(path: Path, sample: tuple) -> None:
     """Run the fresh int8 program once; a program XNNPACK cannot execute must not land in a bundle."""
-    from executorch.runtime import Runtime
+    from styleport.runtime.runners.executorch import run_once
     with _quiet():
         try:
-            out = Runtime.get().load_program(Path(path)).load_method("forward").execute(list(sample))
+            out = run_once(path, list(sample))
             ok = bool(np.isfinite(out[0].numpy()).all())
             why = "output holds NaN/Inf"
         except Exception as e:  # noqa: BLE001 - the runtime raises RuntimeError with its status code

@@ -10,7 +10,7 @@ quantized / stayed float, counted from the graph.
 * predictor artefacts: the artefact's bottleneck drives the fp32 torch transformer on held-out
   content; PSNR/SSIM of that image vs the all-fp32 pipeline, plus the bottleneck's SNR.
 * CoreML: run with the numpy MIL interpreter (styleport.runtime.coreml.runner); latency not reported
-  (a reference interpreter, not CoreML). ExecuTorch: executorch.runtime (XNNPACK, default threadpool).
+  (a reference interpreter, not CoreML). ExecuTorch: the wheel's runtime (XNNPACK, default threadpool).
 * fp16 artefacts: an fp16 headroom table (issue #16), from one emulated-fp16 run on the first
   held-out pair (styleport.runtime.numerics.emulate: every tensor stored in fp16, as a phone's GPU or
   XNNPACK fp16 path does): per layer, max |value| and log2(65504 / max|value|), the first layer that
@@ -90,12 +90,11 @@ class _Run:
             self.fn = lambda feeds: next(iter(r(**feeds).values()))
             self.runtime = "ai-edge-litert"
         elif fmt == "executorch":
-            from executorch.runtime import Runtime
-
             from styleport.export.wrappers import quiet_torch_export
+            from styleport.runtime.runners.executorch import load_program
             with quiet_torch_export():
-                m = Runtime.get().load_program(Path(path)).load_method("forward")
-            self.fn = lambda feeds: m.execute([torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()])[0]
+                m = load_program(path).method("forward")
+            self.fn = lambda feeds: m([torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()])[0]
             self.runtime = "executorch"
         else:
             from styleport.runtime.coreml.runner import CoreMLMilRunner

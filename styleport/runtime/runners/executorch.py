@@ -1,7 +1,16 @@
-"""ExecuTorch runner: ``executorch.runtime`` (the pip wheel's C++ runtime with the XNNPACK backend).
+"""ExecuTorch runner: the pip wheel's C++ runtime with the XNNPACK backend.
+
+Import: the runtime is the wheel's pybindings extension (``executorch.extension.pybindings._C``),
+imported directly after torch (it links libtorch). The public wrappers (``executorch.runtime``,
+``portable_lib``) reach it through ``import executorch.exir._warnings``, which runs all of
+``executorch.exir`` (the exporter: passes, dialects, torch._dynamo/_inductor): 4.5 s of import vs
+1.0 s for torch + the extension on the 2-core AMD EPYC box (``python -X importtime``), paid once per
+benchmark worker process. :func:`load_program` is the same call ``Runtime.load_program`` makes
+(``_load_program`` with InternalConsistency verification); the public module is the fallback when
+the private one is not there.
 
 Threads: the XNNPACK delegate runs on ExecuTorch's process-wide threadpool. The wheel exposes its
-size to Python as ``executorch.extension.pybindings.portable_lib._unsafe_reset_threadpool(n)``
+size to Python as the pybindings' ``_unsafe_reset_threadpool(n)``
 (experimental, "unsafe": it replaces the pool every method of the process shares, so it must not be
 called while another method runs; the harness runs one model at a time). ``threads=None`` keeps the
 runtime's default (one thread per performance core); ``describe()`` reports the pool size read back
@@ -21,6 +30,7 @@ XNNPACK reports every operator it runs) read with ``executorch.devtools.Inspecto
 from __future__ import annotations
 
 import collections
+import importlib
 import re
 import tempfile
 from pathlib import Path
@@ -36,12 +46,54 @@ DTYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16
 CONTAINERS = ("Method::execute", "DELEGATE_CALL", "OPERATOR_CALL")
 
 
+PYBINDINGS = "executorch.extension.pybindings._C"
+
+
+def pybindings():
+    """The runtime extension module (see the module notes); RuntimeUnavailable when not installed."""
+    need("torch")  # the extension links libtorch: torch's libraries load first
+    try:
+        return importlib.import_module(PYBINDINGS)
+    except ImportError:
+        return need("executorch.extension.pybindings.portable_lib", "executorch")
+
+
+class Program:
+    """A loaded program: ``method(name)`` (cached), ``method_names``, ``write_etdump``."""
+
+    def __init__(self, program):
+        self._program = program
+        self.method_names = {program.get_method_name(i) for i in range(program.num_methods())}
+        self._methods = {}
+
+    def method(self, name: str):
+        """The pybindings method: call it with a list of tensors; ``method_meta()`` for its I/O."""
+        if name not in self._methods:
+            self._methods[name] = self._program.load_method(name)
+        return self._methods[name]
+
+    def write_etdump(self, etdump_path: str, debug_path: str) -> None:
+        self._program.write_etdump_result_to_file(etdump_path, debug_path)
+
+
+def load_program(path, etdump: bool = False, debug_buffer_size: int = 0) -> Program:
+    """``.pte`` file -> Program (what ``executorch.runtime.Runtime.load_program(path)`` does)."""
+    C = pybindings()
+    return Program(C._load_program(str(path), enable_etdump=bool(etdump), debug_buffer_size=int(debug_buffer_size),
+                                   program_verification=C.Verification.InternalConsistency, data_path=None))
+
+
+def run_once(path, args: list):
+    """Load ``path`` and run its forward method once on ``args`` (torch tensors): the outputs."""
+    return load_program(path).method("forward")(list(args))
+
+
 def set_threads(n: int) -> int:
     """Resize ExecuTorch's shared threadpool (see the module notes); returns the size read back."""
-    from executorch.extension.pybindings import portable_lib
-    if portable_lib._threadpool_get_thread_count() != int(n):
-        portable_lib._unsafe_reset_threadpool(int(n))
-    return int(portable_lib._threadpool_get_thread_count())
+    C = pybindings()
+    if C._threadpool_get_thread_count() != int(n):
+        C._unsafe_reset_threadpool(int(n))
+    return int(C._threadpool_get_thread_count())
 
 
 def _quiet():
@@ -56,21 +108,20 @@ class ExecuTorchRunner(Runner):
 
     name = runtime = "executorch"
     formats = ("executorch",)
-    imports = ("executorch.runtime",)
+    imports = ("torch", PYBINDINGS)
 
     def _open(self):
         with _quiet():
-            rt_mod = need("executorch.runtime", "executorch")
+            C = pybindings()
             self.torch = need("torch")
         path = Path(str(self.path))
         try:
             with _quiet():
                 self.pool = set_threads(self.threads) if self.threads else None
-                self.program = rt_mod.Runtime.get().load_program(
-                    path, enable_etdump=bool(self.options.get("etdump")),
-                    debug_buffer_size=int(self.options.get("debug_buffer_size", 0)))
-                self.method = self.program.load_method("forward")
-                meta = self.method.metadata
+                self.program = load_program(path, etdump=bool(self.options.get("etdump")),
+                                            debug_buffer_size=int(self.options.get("debug_buffer_size", 0)))
+                self.method = self.program.method("forward")
+                meta = self.method.method_meta()
         except Exception as e:  # noqa: BLE001 - the pybindings raise RuntimeError/ValueError/...
             raise RuntimeFailed(f"executorch cannot load {path.name}: {first_line(e)}") from None
         # (a program traced with a debug buffer aborts on string outputs: the tracer skips the names)
@@ -83,14 +134,13 @@ class ExecuTorchRunner(Runner):
                          for i in range(meta.num_outputs())]
         self._names = [s.name for s in self._inputs]
         if self.pool is None:
-            from executorch.extension.pybindings import portable_lib
-            self.pool = int(portable_lib._threadpool_get_thread_count())
+            self.pool = int(C._threadpool_get_thread_count())
 
     def _constant(self, name: str):
         if name not in self.program.method_names:
             return None
         try:
-            vals = self.program.load_method(name).execute([])
+            vals = self.program.method(name)([])
         except Exception:  # noqa: BLE001 - a malformed name table is only a missing hint
             return None
         return [str(v) for v in vals] if all(isinstance(v, str) for v in vals) else None
@@ -121,7 +171,7 @@ class ExecuTorchRunner(Runner):
     def run(self, feeds):
         args = self._args(feeds)
         try:
-            outs = self.method.execute(args)
+            outs = self.method(args)
         except Exception as e:  # noqa: BLE001
             raise RuntimeFailed(f"executorch failed to run {Path(str(self.path)).name}: {first_line(e)}") from None
         return {s.name: o.numpy() for s, o in zip(self._outputs, outs)}
@@ -139,7 +189,7 @@ class ExecuTorchRunner(Runner):
 
     def describe(self):
         return {"threads": self.threads, "threadpool": self.pool, "backend": "XnnpackBackend",
-                "threads_set_by": "portable_lib._unsafe_reset_threadpool (process-wide pool)"}
+                "threads_set_by": "_unsafe_reset_threadpool of the pybindings (process-wide pool)"}
 
     # ---- ETDump: per-op times and intermediate outputs --------------------------------------------
 
@@ -151,12 +201,12 @@ class ExecuTorchRunner(Runner):
         with tracer:
             try:
                 for _ in range(runs):
-                    tracer.method.execute(args)
+                    tracer.method(args)
             except Exception as e:  # noqa: BLE001
                 raise RuntimeFailed(f"executorch failed to run {Path(str(self.path)).name}: {first_line(e)}") from None
             with tempfile.TemporaryDirectory(prefix="styleport-etdump-") as tmp:
                 etdp, dbg = Path(tmp) / "run.etdp", Path(tmp) / "debug.bin"
-                tracer.program.write_etdump_result_to_file(str(etdp), str(dbg))
+                tracer.program.write_etdump(str(etdp), str(dbg))
                 with _quiet():
                     from executorch.devtools import Inspector
                     return Inspector(etdump_path=str(etdp), debug_buffer_path=str(dbg) if debug else None)
