@@ -91,6 +91,33 @@ def test_bundle_parity_passes(bundle, tmp_path):
     assert suite.get("failures") == "0" and len(suite.findall("testcase")) == len(doc["checks"])
 
 
+def test_pipeline_reuses_the_artefact_runs(bundle, monkeypatch):
+    """The chained pipeline opens no runner of its own when the artefact checks ran its predictor
+    (one open per artefact x runtime), and its figures equal those of fresh runners."""
+    from styleport.runtime.harness import parity as P
+    from styleport.runtime.harness.targets import Options, collect
+    arts = collect([str(bundle)], None)
+    opened = []
+    real = P.make_runner
+
+    def counting(rt, path, **kw):
+        opened.append((rt, str(path)))
+        return real(rt, path, **kw)
+    monkeypatch.setattr(P, "make_runner", counting)
+    opts = Options(threads=1, runtimes=["onnxruntime", "litert"])
+    checks, _ = P.bundle_parity(arts, opts)
+    pipes = {c.name: c.to_dict() for c in checks if c.model == "pipeline"}
+    assert {"pipeline/onnx/fp32@onnxruntime", "pipeline/tflite/fp32@litert"} <= set(pipes)
+    assert len(opened) == len(set(opened)) == sum(1 for c in checks if c.model != "pipeline")
+    # the same pipelines with fresh runners: nothing cached from the artefact checks
+    fresh = []
+    for (f, p, v, r) in {(c.format, c.precision, None, c.runtime) for c in checks if c.model == "pipeline"}:
+        pick = [a for a in arts if a.format == f and (a.precision or "fp32") == p and not a.variant]
+        fc, _ = P.bundle_parity(pick, Options(threads=1, runtimes=[r]))
+        fresh += [c.to_dict() for c in fc if c.model == "pipeline"]
+    assert {c["name"]: c["parity"] for c in fresh} == {n: c["parity"] for n, c in pipes.items()}
+
+
 def test_tolerance_failure_exit1_and_junit_failure(bundle, tmp_path):
     tol = tmp_path / "strict.toml"
     tol.write_text('["transformer/onnx/fp16"]\npsnr_db = 300\n')

@@ -13,17 +13,22 @@ thread), serves ONNX Runtime Web's pinned WASM assets under ``/ort/`` from the c
 store (GET/POST ``/blob/<key>``) through which tensors travel between Python and the page as raw bytes.
 
 Chromium: the system binary (assets.chromium_path) through Playwright's ``executable_path``, headless,
-with a fresh profile folder (``launch_persistent_context`` on a new temporary --user-data-dir, removed
-on close) and the flags of :data:`CHROMIUM_FLAGS` (no sandbox: this runs as root in containers; no GPU;
-no background network of the browser's own).
+with the flags of :data:`CHROMIUM_FLAGS` (no sandbox: this runs as root in containers; no GPU; no
+background network of the browser's own). Each Browser gets a new browser context: an in-memory
+profile of its own (fresh HTTP cache and storage), so a model served at the same URL by the next
+Browser is never a cached copy.
+
+Inside ``with shared_browser():`` every Browser opened reuses one Playwright driver and one Chromium
+process (a new context and page each, its own server), closed when the block ends: starting and
+stopping them is ~3.5 s per Browser on the 2-core box (parity of a bundle opens twelve; the demo's
+browser step took 30 s, of which 25 s was Playwright's driver shutting down twelve times).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import mimetypes
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 
@@ -117,7 +122,9 @@ class Server:
         self.httpd.files = {}
         self.httpd.root = Path(root).resolve() if root else None
         self.httpd.ort_dist = ort_dist
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="styleport-web", daemon=True)
+        # a short poll interval: shutdown() waits up to one interval (0.5 s by default)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       name="styleport-web", daemon=True)
         self.thread.start()
 
     @property
@@ -137,6 +144,43 @@ class Server:
         self.thread.join(timeout=5)
 
 
+class _Chromium:
+    """One Playwright driver + one headless Chromium process."""
+
+    def __init__(self, timeout_ms: float):
+        from playwright.sync_api import sync_playwright
+        self.pw = sync_playwright().start()
+        try:
+            self.browser = self.pw.chromium.launch(executable_path=assets.chromium_path(), headless=True,
+                                                   args=CHROMIUM_FLAGS, timeout=timeout_ms)
+        except Exception:
+            self.pw.stop()
+            raise
+
+    def close(self):
+        for step in (self.browser.close, self.pw.stop):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - closing what may be half-open
+                pass
+
+
+_SHARED: dict = {"depth": 0, "chromium": None}
+
+
+@contextlib.contextmanager
+def shared_browser():
+    """Browsers opened inside the block share one Chromium (started on first use, closed at the end)."""
+    _SHARED["depth"] += 1
+    try:
+        yield
+    finally:
+        _SHARED["depth"] -= 1
+        if _SHARED["depth"] == 0 and _SHARED["chromium"] is not None:
+            _SHARED["chromium"].close()
+            _SHARED["chromium"] = None
+
+
 class Browser:
     """Server + headless Chromium + one page. ``root`` serves a folder (the exported web page)."""
 
@@ -144,22 +188,22 @@ class Browser:
         self.root = root
         self.ort = ort
         self.timeout_ms = timeout_s * 1e3
-        self.server = self._pw = self._ctx = self.page = None
-        self._profile = None
+        self.server = self._own = self._ctx = self.page = None
         self.console: list[str] = []
 
     def open(self):
         assets.require(need_browser=True) if self.ort else _require_browser()
-        from playwright.sync_api import sync_playwright
         self.server = Server(self.root, assets.dist_dir() if self.ort else None)
         try:
-            self._profile = tempfile.mkdtemp(prefix="styleport-chromium-")
-            self._pw = sync_playwright().start()
-            self._ctx = self._pw.chromium.launch_persistent_context(
-                self._profile, executable_path=assets.chromium_path(), headless=True, args=CHROMIUM_FLAGS,
-                timeout=self.timeout_ms)
+            if _SHARED["depth"]:
+                if _SHARED["chromium"] is None:
+                    _SHARED["chromium"] = _Chromium(self.timeout_ms)
+                chromium = _SHARED["chromium"]
+            else:
+                chromium = self._own = _Chromium(self.timeout_ms)
+            self._ctx = chromium.browser.new_context()
             self._ctx.set_default_timeout(self.timeout_ms)
-            self.page = self._ctx.pages[0] if self._ctx.pages else self._ctx.new_page()
+            self.page = self._ctx.new_page()
             self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
             self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
         except Exception:
@@ -177,16 +221,13 @@ class Browser:
         return self._ctx.browser.version if self._ctx is not None and self._ctx.browser else None
 
     def close(self):
-        for step in (lambda: self._ctx and self._ctx.close(), lambda: self._pw and self._pw.stop(),
+        for step in (lambda: self._ctx and self._ctx.close(), lambda: self._own and self._own.close(),
                      lambda: self.server and self.server.close()):
             try:
                 step()
             except Exception:  # noqa: BLE001 - closing what may be half-open
                 pass
-        self._ctx = self._pw = self.server = self.page = None
-        if self._profile:
-            shutil.rmtree(self._profile, ignore_errors=True)
-            self._profile = None
+        self._ctx = self._own = self.server = self.page = None
 
     def __enter__(self):
         return self.open()

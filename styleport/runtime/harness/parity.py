@@ -77,10 +77,13 @@ def bundle_parity(arts: list[Artifact], opts: Options, progress: bool = False) -
     """Every artefact against the PyTorch reference, then each format's chained pipeline.
     ``progress``: a bar on stderr (terminals only) naming the artefact and runtime."""
     from styleport.export.timing import Bar
+    from styleport.web.browser import shared_browser
     check_selectors(opts.selector_rules(), planned_keys(arts, opts))
     bar = Bar(sum(len(runtimes_for(a.format, opts.runtimes)) for a in arts), "parity", progress, "check")
     try:
-        return _bundle_parity(arts, opts, bar)
+        # onnxruntime-web runners of this run share one Chromium (a context each); none starts otherwise
+        with shared_browser():
+            return _bundle_parity(arts, opts, bar)
     finally:
         bar.close()
 
@@ -124,9 +127,18 @@ def _bundle_parity(arts: list[Artifact], opts: Options, bar) -> tuple[list[Check
         return out, f"{rt}:{fa.label}"
 
     pred_size = next((artifact_size(a, None) for a in arts if a.model == "predictor"), (256, 256))
-    checks: list[Check] = []
     runs: dict = {}
-    for a in arts:
+    # The chained pipeline reuses what the artefact checks ran: the predictor's output on the style
+    # input (the pipeline feeds it the same canonical style image, and a runtime is deterministic), and
+    # the transformer's open runner for its second run. Opening a runtime is the slow part on some
+    # (a browser page and ORT Web session, the coreml-mil interpreter); without a predictor run to
+    # reuse, the pipeline opens its own runners (below).
+    pred_runs: dict = {}   # (format, precision, variant, runtime) -> (canonical feeds, outputs)
+    pipe_runs: dict = {}   # same key -> (canonical transformer feeds, outputs, emulation report) or the error
+    # predictors first (their outputs feed the pipelines); checks and runs keep the bundle's order
+    order = {id(a): i for i, a in enumerate(arts)}
+    ordered: list = []   # (position in the bundle, check)
+    for a in sorted(arts, key=lambda a: a.model != "predictor"):
         for rt in runtimes_for(a.format, opts.runtimes):
             precision = a.precision or "fp32"
             key = (a.model, a.format, precision, a.variant, rt)
@@ -149,11 +161,23 @@ def _bundle_parity(arts: list[Artifact], opts: Options, bar) -> tuple[list[Check
                     ck.emulation = emulation_report(r)
                     ck.input_size = plan.input_size()
                     runs[key] = (a, size)
+                    if a.model == "predictor":
+                        pred_runs[key[1:]] = (canonical, cand)
+                    elif a.model == "transformer" and key[1:] in pred_runs:
+                        try:
+                            tgiven = {k: v for k, v in opts.given.items() if k != BOTTLENECK}
+                            tgiven[BOTTLENECK] = pred_runs[key[1:]][1][BOTTLENECK]
+                            tplan, tcan, tout = run_plan(r, a.inputs, a.outputs, size, tgiven, opts.seed)
+                            pipe_runs[key[1:]] = (tplan, tcan, tout, emulation_report(r))
+                        except (RuntimeUnavailable, StyleportError) as e:
+                            pipe_runs[key[1:]] = e
                 refout, ck.reference = reference_out(a.model, canonical)
                 judge(ck, refout, cand, opts.rules)
             except (RuntimeUnavailable, StyleportError) as e:
                 _failed(ck, e)
-            checks.append(ck)
+            ordered.append((order[id(a)], ck))
+    checks = [ck for _, ck in sorted(ordered, key=lambda t: t[0])]
+    runs = dict(sorted(runs.items(), key=lambda kv: order[id(kv[1][0])]))
     # Chained pipeline per format/precision/runtime: its predictor feeding its transformer.
     bar.grow(sum(1 for (m, f, p, v, r) in runs if m == "transformer" and ("predictor", f, p, v, r) in runs))
     for (model, fmt, prec, var, rt), (ta, tsize) in list(runs.items()):
@@ -170,14 +194,21 @@ def _bundle_parity(arts: list[Artifact], opts: Options, bar) -> tuple[list[Check
         ck = Check(name=check_name("pipeline", fmt, prec, rt, var), model="pipeline", format=fmt,
                    precision=prec, runtime=rt, path=f"{pa.label} -> {ta.label}")
         try:
-            style = {"style_image": style_given} if style_given is not None else {}
-            with make_runner(rt, pa.path, threads=opts.threads, **runner_options(rt, opts)) as r:
-                _, pcan, pout = run_plan(r, pa.inputs, pa.outputs, psize, style, opts.seed)
-            given = {k: v for k, v in opts.given.items() if k != BOTTLENECK}
-            given[BOTTLENECK] = pout[BOTTLENECK]
-            with make_runner(rt, ta.path, threads=opts.threads, **runner_options(rt, opts)) as r:
-                plan, tcan, cand = run_plan(r, ta.inputs, ta.outputs, tsize, given, opts.seed)
-                ck.emulation = emulation_report(r)
+            done = pipe_runs.get(pk[1:])
+            if isinstance(done, Exception):
+                raise done
+            if done is not None:
+                pcan = pred_runs[pk[1:]][0]
+                plan, tcan, cand, ck.emulation = done
+            else:
+                style = {"style_image": style_given} if style_given is not None else {}
+                with make_runner(rt, pa.path, threads=opts.threads, **runner_options(rt, opts)) as r:
+                    _, pcan, pout = run_plan(r, pa.inputs, pa.outputs, psize, style, opts.seed)
+                given = {k: v for k, v in opts.given.items() if k != BOTTLENECK}
+                given[BOTTLENECK] = pout[BOTTLENECK]
+                with make_runner(rt, ta.path, threads=opts.threads, **runner_options(rt, opts)) as r:
+                    plan, tcan, cand = run_plan(r, ta.inputs, ta.outputs, tsize, given, opts.seed)
+                    ck.emulation = emulation_report(r)
             ck.input_size = plan.input_size()
             rb, ck.reference = reference_out("predictor", pcan)
             tref = dict(tcan)
