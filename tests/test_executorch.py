@@ -127,6 +127,26 @@ def test_runner_process_does_not_import_the_exporter(et_bundle):
     assert p.stdout.split("\n")[-2] == f"{tuple(a['outputs'][0]['shape'])} True []", p.stdout
 
 
+def test_bench_worker_takes_the_precision_from_the_job(et_bundle, tmp_path, monkeypatch):
+    """A bundle artefact's precision comes with the job (the manifest's): the worker does not read
+    the .pte for it (that imports ExecuTorch's exporter, ~3 s and its memory in the peak RSS); a bare
+    file's is read after the peak RSS was taken."""
+    from styleport.runtime.harness.worker import run_job
+    from styleport.runtime.runners.executorch import ExecuTorchRunner
+    ck, out, man = et_bundle
+    a = _art(man, "predictor", "executorch", "fp32")
+    job = {"runtime": "executorch", "path": str(out / a["path"]), "threads": 1, "size": [64, 64],
+           "warmup_runs": 0, "num_runs": 2, "precision": "fp32", "manifest_inputs": a["inputs"],
+           "manifest_outputs": a["outputs"]}
+    calls = []
+    real = ExecuTorchRunner.precision
+    monkeypatch.setattr(ExecuTorchRunner, "precision", lambda self: calls.append(1) or real(self))
+    res = run_job(job)
+    assert res["ok"] and res["precision"] == "fp32" and calls == [] and res["peak_rss_mb"] > 0
+    res = run_job({**job, "precision": None})
+    assert res["ok"] and res["precision"] == "fp32" and calls == [1]
+
+
 def test_inspect_pte(et_bundle):
     from styleport.export.inspect import inspect_file
     ck, out, man = et_bundle

@@ -129,7 +129,7 @@ def _run_jobs(jobs, opts, ref, pred_size, workdir, progress, tick, results, chec
                "convention": a.convention.to_dict() if a.convention else None,
                "size": list(size), "seed": opts.seed, "warmup_runs": opts.warmup_runs,
                "num_runs": opts.num_runs, "min_seconds": opts.min_seconds, "max_seconds": opts.max_seconds,
-               "profile": opts.profile}
+               "profile": opts.profile, "precision": a.precision}
         if given:
             job["feeds"], job["feed_names"] = _save_feeds(workdir, f"j{i}", given)
         if progress:

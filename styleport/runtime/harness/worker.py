@@ -91,17 +91,19 @@ def run_job(job: dict) -> dict:
         first_s, times, first = measure(runner.run, feeds, int(job.get("warmup_runs", 1)),
                                         int(job.get("num_runs", 50)), float(job.get("min_seconds", 0.0)),
                                         float(job.get("max_seconds", 150.0)))
+        # the model's memory: read before anything else runs here (reading a bare file's precision
+        # may import a whole package, e.g. ExecuTorch's exporter for a .pte's flatbuffer)
+        res["peak_rss_mb"] = _peak_rss_mb()
         res.update(
             ok=True, first_run_ms=first_s * 1e3, latency_ms=stats_ms(times), runs=len(times),
             inputs=[s.to_dict() for s in ins], outputs=[s.to_dict() for s in outs],
             input_roles=plan.in_roles, output_roles=plan.out_roles, model_role=plan.model_role,
-            input_size=plan.input_size(), precision=runner.precision(), versions=runner.versions(),
-            settings=runner.describe(), threads=job.get("threads"))
+            input_size=plan.input_size(), precision=job.get("precision") or runner.precision(),
+            versions=runner.versions(), settings=runner.describe(), threads=job.get("threads"))
         inner = getattr(runner, "inner_times_ms", None)  # times the runtime took itself (onnxruntime-web: in page)
         if inner:
             res["inner_latency_ms"] = stats_ms([t / 1e3 for t in inner[-len(times):]])
-        if job.get("profile"):
-            res["peak_rss_mb"] = _peak_rss_mb()  # a profiling session must not count as the model's memory
+        if job.get("profile"):  # (peak RSS read above: a profiling session is not the model's memory)
             runs = int(job.get("profile_runs") or min(10, max(1, int(job.get("num_runs", 10)))))
             res["profile"] = runner.profile(feeds, runs)
         if job.get("save"):
