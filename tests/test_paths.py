@@ -67,3 +67,13 @@ def test_quality_report_names_held_out_folders_relatively(tmp_path, monkeypatch)
                            "eval_style": str(tmp_path / "data" / "style")}, (32, 32), 32)
     assert desc == "content: 1 images of data/content; style: 1 images of data/style"
     assert str(tmp_path) not in desc
+
+
+def test_committed_results_json_hold_no_machine_path():
+    """The stored results themselves (not only what is rendered from them): commands and notes name
+    benchmarks/... and ../shared/data/..., never the folder of the machine that ran them. (/opt/ is
+    allowed here: the ARM sysroot's own site-packages path inside the guest.)"""
+    host = re.compile(r"(?<![\w.:/~-])/(?:work|home|tmp|Users|root|var|mnt|srv|private)/")
+    for f in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        m = host.search(f.read_text())
+        assert m is None, (f.name, f.read_text()[m.start() - 60:m.start() + 80])
