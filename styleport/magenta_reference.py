@@ -65,9 +65,11 @@ class GoogleMagenta:
         x = _nhwc(prepare(style, STYLE_SIZE, crop=True))
         return next(iter(self.predictor.run({self._style_in: x}).values())).reshape(1, 1, 1, -1)
 
-    def __call__(self, content: Image.Image, style: Image.Image, strength: float = 1.0) -> Image.Image:
-        """Google's 384x384 stylisation of ``content`` (stretched to 384x384) in ``style``."""
-        b = self.bottleneck(style)
+    def __call__(self, content: Image.Image, style: Image.Image | None, strength: float = 1.0,
+                 bottleneck: np.ndarray | None = None) -> Image.Image:
+        """Google's 384x384 stylisation of ``content`` (stretched to 384x384) in ``style``
+        (or in ``bottleneck``, the style's :meth:`bottleneck` computed once)."""
+        b = self.bottleneck(style) if bottleneck is None else bottleneck
         if strength < 1.0:
             small = content.resize((STYLE_SIZE, STYLE_SIZE), Image.Resampling.BILINEAR)
             b = strength * b + (1.0 - strength) * self.bottleneck(small)

@@ -72,15 +72,32 @@ def style_weights_from(model, style_index: int | None, weights: str | None) -> t
     return w
 
 
+def style_bottleneck(model, style: Image.Image, style_size: int = 256) -> torch.Tensor:
+    """An arbitrary-style model's predictor output for ``style`` (what stylize_torch computes first):
+    give it back as ``stylize_torch(..., bottleneck=)`` to stylise many contents in one style."""
+    with torch.no_grad():
+        return model.predictor(pil_to_tensor(prepare(style, style_size, crop=True)))
+
+
 def stylize_torch(model, content: Image.Image, style: Image.Image | None = None, strength: float = 1.0,
-                  style_size: int = 256, max_size: int | None = 1024, style_index=None, style_weights=None) -> Image.Image:
-    """Run a torch model (any preset) on a PIL content image; returns a PIL image of the content's size."""
+                  style_size: int = 256, max_size: int | None = 1024, style_index=None, style_weights=None,
+                  bottleneck: torch.Tensor | None = None) -> Image.Image:
+    """Run a torch model (any preset) on a PIL content image; returns a PIL image of the content's size.
+    ``bottleneck``: the style's predictor output from :func:`style_bottleneck` (the same numbers as
+    predicting it here, once per style instead of once per image)."""
     if not 0.0 <= strength <= 1.0:
         raise BadInput(f"--strength must lie in [0, 1], got {strength}")
     work = _fit(content, max_size)
     x, h, w = _pad4(pil_to_tensor(work))
     with torch.no_grad():
-        if model.kind == "arbitrary":
+        if model.kind == "arbitrary" and bottleneck is not None:
+            b = bottleneck
+            if strength < 1.0:   # as ArbitraryStyleNet.bottleneck mixes in the content's own
+                c = torch.nn.functional.interpolate(x, size=(model.style_size, model.style_size), mode="bilinear",
+                                                    align_corners=False, antialias=True)
+                b = strength * b + (1.0 - strength) * model.predictor(c)
+            y = model.transformer(x, b)
+        elif model.kind == "arbitrary":
             if style is None:
                 raise BadInput("this model needs a style image (--style)")
             s = pil_to_tensor(prepare(style, style_size, crop=True))

@@ -203,3 +203,25 @@ def test_odd_modes_through_stylize(tmp_path, tiny, sample_images, capsys, name):
                                 "-o", tmp_path / "o.png", *extra)
         assert code == 0, err
         assert Image.open(tmp_path / "o.png").size == ((40, 30) if not extra else (20, 15))
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_a_style_bottleneck_given_once_gives_the_same_image(sample_images, strength):
+    """stylize_torch(bottleneck=style_bottleneck(...)) (the demo's gallery: one prediction per style)
+    is the image of predicting the style per call, bit for bit; Google's pipeline likewise."""
+    import numpy as np
+
+    from styleport.models.default import load_default
+    from styleport.stylize import style_bottleneck, stylize_torch
+    model, _ = load_default()
+    content, style = Image.open(sample_images / "content_wide.png"), Image.open(sample_images / "swirl.png")
+    b = style_bottleneck(model, style, 128)
+    a = stylize_torch(model, content, style, strength, 128, max_size=96)
+    c = stylize_torch(model, content, None, strength, 128, max_size=96, bottleneck=b)
+    assert np.array_equal(np.asarray(a), np.asarray(c))
+    from conftest import MAGENTA
+    from styleport.magenta_reference import GoogleMagenta, find
+    if find(MAGENTA) is not None:
+        with GoogleMagenta(MAGENTA, threads=1) as g:
+            assert np.array_equal(np.asarray(g(content, style, strength)),
+                                  np.asarray(g(content, None, strength, bottleneck=g.bottleneck(style))))

@@ -165,7 +165,8 @@ class _Job:
 def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisions=("fp32",), size=384,
                   style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None,
                   export_options: dict | None = None, fp16_rescale=True, coreml_io="tensor", credits=None,
-                  tolerances: list | None = None, allow_drift: bool = False, parallel: bool | None = None) -> dict:
+                  tolerances: list | None = None, allow_drift: bool = False, parallel: bool | None = None,
+                  alongside=None) -> dict:
     """Write the bundle. ``export_options`` goes unchanged to every format's exporter
     (``ExportOptions.extra``): format-specific switches live there, not in this signature.
     ``coreml_io``: "tensor" or "image" (coreml_export.image_io); ``credits``: {"author", "license"}
@@ -183,15 +184,32 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     a worker process while this one writes the other formats (ExecuTorch's lowering passes are 60%
     of a four-format export and independent of the rest); the files, manifest entries and order are
     those of a serial export, and the worker's own step timings are kept under
-    ``timings["parallel"]["executorch"]``."""
+    ``timings["parallel"]["executorch"]``.
+
+    ``alongside``: a callable of the caller's, run in this process right after the worker starts and
+    before this process's own conversions (serially where there is no worker), timed as the step
+    ``alongside``; the export's bar is hidden meanwhile so the callable may show its own. The demo
+    stylises its gallery there: on 2 cores this process's formats take less time than the
+    worker's, so the gallery costs the demo little wall time. An exception of the callable stops the
+    worker, removes the unfinished bundle and propagates unchanged."""
     t_start = time.perf_counter()
     bar = tqdm(total=None, desc="export", unit="step", disable=None if progress else True, leave=False)
     ticker = Ticker(bar)
+    run_alongside = None
+    if alongside is not None:
+        def run_alongside():
+            ticker.paused.set()
+            bar.clear()
+            try:
+                alongside()
+            finally:
+                ticker.paused.clear()
+                bar.refresh()
     try:
         with clock(lambda text: bar.set_postfix_str(text[:60], refresh=True)):
             manifest = _write(checkpoint, out, formats, precisions, size, style_size, dynamic, force, opset,
                               calibration, export_options, fp16_rescale, coreml_io, credits, tolerances,
-                              allow_drift, bar, t_start, parallel)
+                              allow_drift, bar, t_start, parallel, run_alongside)
     finally:
         ticker.close()
         bar.close()
@@ -201,7 +219,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
 
 def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, force, opset, calibration,
            export_options, fp16_rescale, coreml_io, credits, tolerances, allow_drift, bar, t_start,
-           parallel=False) -> dict:
+           parallel=False, alongside=None) -> dict:
     """export_bundle's work, inside its step clock."""
     from styleport.export.coreml_export import IO_KINDS
     from styleport.export.timing import current as current_clock
@@ -269,6 +287,14 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
             opset=opset, calibration=wcal, export_options=export_options, fp16_rescale=fp16_rescale,
             coreml_io=coreml_io, credits=credits, tolerances=tolerances, allow_drift=allow_drift))
         jobs = [j for j in jobs if j[1] != PARALLEL_FORMAT]
+    if alongside is not None:
+        try:
+            with step("alongside"):
+                alongside()
+        except BaseException:
+            _stop_worker(worker)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     # one bar unit per artefact job, plus the quality report, the float-layer search and the choice
     bar.reset(total=len(jobs) + (any(p != "fp32" for p in precisions))
               + 2 * (target is not None and "int8" in precisions))
@@ -435,6 +461,12 @@ PARALLEL_FORMAT = "executorch"
 def _worker_main(kw: dict) -> dict:
     """In the worker process: one export of ``kw["formats"]`` under its own step clock, silent."""
     t0 = time.perf_counter()
+    # one torch thread: the parent process converts the other formats meanwhile (two busy processes
+    # with two threads each on 2 cores slowed the demo's ExecuTorch lowering from 77 to 96 s in one
+    # run); the lowering is Python passes. The files do not depend on the thread count: before this
+    # line, test_reexport_is_byte_identical compared a one-thread serial export (pytest-xdist) with
+    # this worker at two threads, byte for byte
+    torch.set_num_threads(1)
     bar = tqdm(total=None, disable=True)
     with clock():
         return _write(bar=bar, t_start=t0, parallel=False, **kw)

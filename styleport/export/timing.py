@@ -28,6 +28,8 @@ Step names (one vocabulary for every format):
     write       manifest, quality files, the rename into place
     wait        waiting for the ExecuTorch worker process (export_bundle's ``parallel``); the
                 worker's own rows are under ``timings["parallel"]["executorch"]``
+    alongside   export_bundle's ``alongside``: the caller's own work, run here while the worker
+                converts (the demo stylises its gallery then)
 
 Without an open clock :func:`step` only runs its body (the exporters are also called outside an
 export, e.g. by benchmarks), and :func:`status` calls nothing.
@@ -158,6 +160,7 @@ class Ticker:
     def __init__(self, bar, every: float = 1.0):
         self.bar, self.every = bar, every
         self._stop = threading.Event()
+        self.paused = threading.Event()   # set: no redraws (another bar owns the terminal)
         self._thread = None
         if not getattr(bar, "disable", True):
             self._thread = threading.Thread(target=self._run, daemon=True)
@@ -165,6 +168,8 @@ class Ticker:
 
     def _run(self):
         while not self._stop.wait(self.every):
+            if self.paused.is_set():
+                continue
             try:
                 self.bar.refresh()
             except Exception:  # noqa: BLE001 - a redraw must never break the export

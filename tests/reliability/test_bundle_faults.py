@@ -46,10 +46,16 @@ def test_reexport_is_byte_identical(ck, tmp_path):
     """Twice the same export, once serial and once with ExecuTorch in its worker process: the same
     bytes in every file (CoreML int8 included: its package identifiers are derived, not random), the
     same manifest entries in the same order."""
+    import multiprocessing
     a, b = tmp_path / "a", tmp_path / "b"
+    seen = []   # the caller's work (export_bundle's alongside) runs while the worker process is alive
+
+    def alongside():
+        seen.append(len(multiprocessing.active_children()))
     for out, parallel in ((a, False), (b, True)):
         export_bundle(ck, out, ["onnx", "tflite", "coreml", "executorch"], ["fp32", "int8"], size=32,
-                      progress=False, parallel=parallel)
+                      progress=False, parallel=parallel, alongside=alongside)
+    assert seen[0] == 0 and seen[1] >= 1, seen
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in ("manifest.json", "quality.json", "quality.md"))
     assert files and any(f.suffix == ".pte" for f in files)
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name not in ("manifest.json", "quality.json", "quality.md"))
@@ -61,6 +67,27 @@ def test_reexport_is_byte_identical(ck, tmp_path):
     tb = mb["export"]["timings"]
     assert set(tb["parallel"]["executorch"]["by_format"]) - {"-"} == {"executorch"}   # the worker did ExecuTorch only
     assert "executorch" in tb["by_format"] and abs(tb["steps_s"] - tb["wall_s"]) <= 0.1 * tb["wall_s"]
+    assert "alongside" in tb["by_step"] and "alongside" in ma["export"]["timings"]["by_step"]
+
+
+def test_a_failing_alongside_stops_the_worker_and_leaves_no_bundle(ck, tmp_path):
+    """export_bundle(alongside=...) raising: the same exception, the worker process gone, no new
+    bundle and no temporary folder; an existing bundle is kept."""
+    import multiprocessing
+
+    class Boom(RuntimeError):
+        pass
+
+    def alongside():
+        raise Boom("caller's own failure")
+    old = tmp_path / "b"
+    old.mkdir()
+    (old / "keep.txt").write_text("old bundle")
+    with pytest.raises(Boom, match="caller's own failure"):
+        export_bundle(ck, old, ["onnx", "executorch"], ["fp32"], size=32, progress=False, parallel=True,
+                      force=True, alongside=alongside)
+    assert multiprocessing.active_children() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"] and (old / "keep.txt").is_file()
 
 
 def test_parity_results_repeat_exactly(bundle, tmp_path):
