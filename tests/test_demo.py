@@ -70,6 +70,8 @@ def test_demo_quick_report_has_every_section(tmp_path):
     assert list(ph) == ["model", "stylise", "google", "export", "parity", "web", "latency", "compare"]
     assert abs(sum(ph.values()) - doc["elapsed_s"]) <= 0.05 * doc["elapsed_s"] + 1
     assert f"demo took {doc['elapsed_s']:.0f} s (model" in p.stdout
+    # the gallery ran inside the export (beside the ExecuTorch worker), timed as its own step
+    assert man["export"]["timings"]["by_step"]["alongside"] >= ph["stylise"] + ph["google"] - 0.5
     assert statuses["transformer/coreml/fp32@coreml-mil"] == "pass"
     assert statuses["transformer/executorch/fp32@executorch"] == "pass"
     # the browser target: the page and which ORT Web and browser ran, or why not
