@@ -18,9 +18,10 @@ demo: $(VENV)/.installed
 	$(BIN)/styleport demo --out demo-out
 
 # two pytest-xdist workers, one test file each at a time (module fixtures are built once); every
-# test runs. On 2 cores: 18.5 min instead of 31.4 serial (benchmarks/results/test_runs.json).
+# test runs; the 20 slowest are listed at the end (CI logs show where the time goes). Times on
+# 2 cores, serial and with two workers: benchmarks/results/test_runs.json.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
 
 # The browser target's assets: npm ci of the pinned onnxruntime-web into ~/.cache/styleport/web (network:
 # the npm registry; needs npm). Chromium comes from the system (apt-get install chromium). Without

@@ -10,8 +10,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 MAGENTA = SHARED / "magenta"
 
-# two threads for a serial run; one per worker under pytest-xdist (make test runs two on two cores)
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+# two threads for a serial run; one per worker under pytest-xdist (make test runs two on two cores),
+# and one for the commands the tests run (run_cli): two busy workers already hold both cores, so an
+# export there is serial (export_bundle's parallel=None needs two threads) instead of spawning a
+# third busy process; the worker path is tested with parallel=True (tests/reliability)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+else:
+    torch.set_num_threads(2)
 
 
 def run_cli(*args, cwd=None, timeout=900, env=None):

@@ -180,7 +180,9 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     export's wall time; with ``progress`` a bar on stderr (terminals only) names the artefact and
     step, and one summary line of the timings is printed on stderr at the end.
 
-    ``parallel`` (None: when the machine has 2 or more cores): the ExecuTorch artefacts are written by
+    ``parallel`` (None: when this process may use 2 or more cores: the machine has them and torch's
+    thread count is not limited to one, e.g. by OMP_NUM_THREADS=1 or torch.set_num_threads(1), as
+    under several test workers): the ExecuTorch artefacts are written by
     a worker process while this one writes the other formats (ExecuTorch's lowering passes are 60%
     of a four-format export and independent of the rest); the files, manifest entries and order are
     those of a serial export, and the worker's own step timings are kept under
@@ -274,7 +276,7 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
     order = {j: i for i, j in enumerate(jobs)}   # the manifest lists artefacts in this order
     worker = None
     if parallel is None:
-        parallel = (os.cpu_count() or 1) >= 2
+        parallel = (os.cpu_count() or 1) >= 2 and torch.get_num_threads() >= 2
     if parallel and PARALLEL_FORMAT in formats and len(formats) > 1:
         # the worker exports the same checkpoint with the same options, its formats only, into
         # tmp/_worker/bundle; its files and entries are merged below (no target/floor: those look at
