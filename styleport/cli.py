@@ -222,8 +222,13 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    from styleport.interrupts import installed, interrupted
     try:
-        return int(args.func(args) or 0)
+        with installed():   # a Ctrl-C that a library swallowed still stops the command (interrupts.py)
+            code = int(args.func(args) or 0)
+            if interrupted():
+                raise KeyboardInterrupt
+            return code
     except StyleportError as e:
         print(f"styleport: error: {e}", file=sys.stderr)
         return e.exit_code

@@ -28,6 +28,7 @@ from styleport.errors import BadInput, ConversionError, StyleportError
 from styleport.export.coreml_export import io_kind
 from styleport.export.formats import CheckSkipped, ExportOptions, artefact_path, exporter
 from styleport.export.timing import Ticker, clock, one_line, step
+from styleport.interrupts import check as check_interrupt
 from styleport.export.wrappers import LAYOUT, export_module, io_spec, networks
 from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha256_path, size_path, validate
 from styleport.models.checkpoint import WEIGHTS, _umask_mode, load_checkpoint, sha256_file
@@ -421,6 +422,7 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
         if worker_timings is not None:
             manifest["export"]["timings"]["parallel"] = {PARALLEL_FORMAT: worker_timings}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        check_interrupt()   # Ctrl-C during the export, even one a library swallowed: no new bundle
         if out.exists():
             old = parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)

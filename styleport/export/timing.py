@@ -43,6 +43,8 @@ import threading
 import time
 from collections import defaultdict
 
+from styleport.interrupts import check as check_interrupt
+
 _CLOCK: contextvars.ContextVar["StepClock | None"] = contextvars.ContextVar("styleport_step_clock", default=None)
 
 LABELS = ("model", "format", "precision", "variant")
@@ -69,6 +71,7 @@ class StepClock:
         if self.on_step is not None:
             self.on_step(describe(name, labels))
         try:
+            check_interrupt()   # a Ctrl-C that a library swallowed stops the export here (interrupts.py)
             yield
         finally:
             self._stack.pop()
@@ -77,6 +80,7 @@ class StepClock:
             if self._stack:
                 self._stack[-1][3] += total
             self.rows.append({"step": name, **labels, "seconds": round(own, 3)})
+        check_interrupt()
 
     def total(self) -> float:
         return sum(r["seconds"] for r in self.rows)

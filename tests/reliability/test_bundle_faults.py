@@ -184,6 +184,40 @@ def test_signal_during_export_keeps_the_old_bundle(ck, bundle, sig):
     load_manifest(bundle)
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs POSIX signals")
+def test_a_swallowed_ctrl_c_still_stops_the_export(ck, bundle, monkeypatch, capsys):
+    """SIGINT whose KeyboardInterrupt a library swallowed (a bare except, a finaliser): the CLI's
+    handler remembers it and the export stops at the next step, exit 130, the old bundle kept, no
+    temporary folder (this once exited 0 with a new bundle under load)."""
+    import threading
+
+    import styleport.export.onnx_export as OE
+    from styleport.cli import main
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    before = (bundle / "manifest.json").read_text()
+    real = OE.export
+    calls = []
+
+    def swallowing(*a, **k):
+        calls.append(1)
+        try:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            time.sleep(0.2)   # the handler runs here ...
+        except KeyboardInterrupt:
+            pass              # ... and a careless library drops the exception
+        return real(*a, **k)
+    monkeypatch.setattr(OE, "export", swallowing)
+    previous = signal.getsignal(signal.SIGINT)
+    code = main(["export", str(ck), "--out", str(bundle), "--force", "--formats", "onnx,tflite", "--size", "32",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert calls and code == 130 and "interrupted" in err and "Traceback" not in err
+    assert (bundle / "manifest.json").read_text() == before
+    assert not list(bundle.parent.glob(".bundle.tmp-*"))
+    assert signal.getsignal(signal.SIGINT) is previous   # main() put the caller's handler back
+
+
 def test_pickled_code_in_a_pth_is_refused(tmp_path):
     import pickle
 
