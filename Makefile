@@ -17,11 +17,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/styleport demo --out demo-out
 
-# two pytest-xdist workers, one test file each at a time (module fixtures are built once); every
-# test runs; the 20 slowest are listed at the end (CI logs show where the time goes). Times on
-# 2 cores, serial and with two workers: benchmarks/results/test_runs.json.
+# two pytest-xdist workers, one test file each at a time (module fixtures are built once), the
+# longest files first (tests/conftest.py HEAVY_FIRST; --no-loadscope-reorder keeps that order);
+# every test runs; the 20 slowest are listed at the end (CI logs show where the time goes). Times
+# on 2 cores, serial and with two workers: benchmarks/results/test_runs.json.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=20
 
 # The browser target's assets: npm ci of the pinned onnxruntime-web into ~/.cache/styleport/web (network:
 # the npm registry; needs npm). Chromium comes from the system (apt-get install chromium). Without

@@ -21,6 +21,32 @@ else:
     torch.set_num_threads(2)
 
 
+# The test files that take longest, longest first (seconds of one 2-worker run at 3bd241c: export 322,
+# executorch 259, demo 200, bundle_faults 171, ... benchmarks/results/test_runs.json, "by_file").
+# `make test` runs pytest-xdist with --dist loadfile --no-loadscope-reorder, so files are handed to
+# the two workers in this order (then the rest in collection order): the long ones start first and
+# the short ones fill the end. xdist's own order (most tests first) left the demo's file for last and
+# one worker idle for about 100 s (a simulation of its scheduler on that run's durations: 1078 s
+# against 997 s this way).
+HEAVY_FIRST = ("test_export.py", "test_executorch.py", "test_demo.py", "reliability/test_bundle_faults.py",
+               "test_tflite_xnnpack.py", "test_coreml_mil.py", "test_int8_choice.py", "test_quantization.py",
+               "test_stylize.py", "test_int8_floor.py", "test_train.py", "test_coreml_nn.py",
+               "test_fp16_emulation.py", "test_parity.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    tests = Path(__file__).resolve().parent
+
+    def key(item):
+        try:
+            rel = Path(str(item.path)).resolve().relative_to(tests).as_posix()
+        except ValueError:
+            return len(rank)
+        return rank.get(rel, len(rank))
+    items.sort(key=key)   # stable: collection order within a file and among the rest
+
+
 def run_cli(*args, cwd=None, timeout=900, env=None):
     """Run the real `styleport` command in a subprocess; returns CompletedProcess (text). ``env``:
     extra environment variables."""

@@ -77,3 +77,11 @@ def test_committed_results_json_hold_no_machine_path():
     for f in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
         m = host.search(f.read_text())
         assert m is None, (f.name, f.read_text()[m.start() - 60:m.start() + 80])
+
+
+def test_heavy_first_names_existing_test_files():
+    """conftest.HEAVY_FIRST orders the files for `make test`'s workers; a renamed file must not drop out."""
+    from conftest import HEAVY_FIRST, ROOT
+    assert len(set(HEAVY_FIRST)) == len(HEAVY_FIRST)
+    for name in HEAVY_FIRST:
+        assert (ROOT / "tests" / name).is_file(), name
