@@ -29,7 +29,8 @@ def _handler(signum, frame):
 @contextlib.contextmanager
 def installed():
     """The remembering SIGINT handler for the duration of the block (main thread only; elsewhere, or
-    when SIGINT is ignored, nothing changes). The previous handler is restored afterwards."""
+    when SIGINT is ignored, nothing changes). The previous handler is restored afterwards and the
+    remembered signal forgotten (``main()`` may run many times in one process, as in the tests)."""
     _HIT.clear()
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
@@ -40,6 +41,7 @@ def installed():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        _HIT.clear()   # the interrupt belonged to this block: later work in the process is not stopped
 
 
 def interrupted() -> bool:

@@ -216,6 +216,11 @@ def test_a_swallowed_ctrl_c_still_stops_the_export(ck, bundle, monkeypatch, caps
     assert (bundle / "manifest.json").read_text() == before
     assert not list(bundle.parent.glob(".bundle.tmp-*"))
     assert signal.getsignal(signal.SIGINT) is previous   # main() put the caller's handler back
+    # ... and forgot the signal: the next export in this process runs (a pytest worker once died here)
+    from styleport import interrupts
+    assert not interrupts.interrupted()
+    monkeypatch.setattr(OE, "export", real)
+    export_bundle(ck, bundle, ["onnx"], ["fp32"], size=32, force=True, progress=False)
 
 
 def test_pickled_code_in_a_pth_is_refused(tmp_path):
