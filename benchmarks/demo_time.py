@@ -68,9 +68,18 @@ def main(argv=None) -> int:
            **{k: v for k, v in med.items() if k != "wall_s"},
            "runs": [{k: r[k] for k in ("wall_s", "demo_elapsed_s", "phases_s", "loadavg_1min")} for r in runs],
            "machine": machine_info()}
-    Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+    Path(args.out).write_text(_scrub(json.dumps(doc, indent=2)) + "\n")
     print(f"demo: median {median:.1f} s wall of {len(runs)} run(s)")
     return 0
+
+
+def _scrub(text: str) -> str:
+    """The demo's notes name folders of this machine (e.g. the web assets' cache): the checkout
+    becomes ".", the home folder "~"."""
+    for path, short in ((str(HERE.parent), "."), (str(Path.home()), "~")):
+        for form in (path, json.dumps(path)[1:-1]):
+            text = text.replace(form + "/", short + "/")
+    return text
 
 
 def _one(make: bool, extra: list) -> dict | None:

@@ -663,7 +663,8 @@ def highlights(folder: Path) -> list[str]:
         L.append(f"- Time to first result ({_j('demo_run')}, {_j('test_runs')}): `{dr.get('demo_command', 'styleport demo')}` "
                  f"{dr['wall_s']:.0f} s wall{f' (median of {n})' if n > 1 else ''} (export with the gallery "
                  f"{dr['export_timings']['wall_s']:.0f} s, latency {dr['phases_s'].get('latency', 0):.0f} s, "
-                 f"browser {dr['phases_s'].get('web', 0):.0f} s)"
+                 + (f"browser {dr['phases_s'].get('web', 0):.0f} s)" if (dr.get("web") or {}).get("present")
+                    else "no browser step: no Chromium on that machine)")
                  + (f"; `{last.get('command')}` {last.get('wall_minutes')} min wall, tests {last.get('tests_minutes')} min "
                     f"({last.get('pytest_summary')})" if last.get("tests_minutes") else "") + ".")
     imp = _load(folder, "import_fidelity")
