@@ -21,13 +21,13 @@ else:
     torch.set_num_threads(2)
 
 
-# The test files that take longest, longest first (seconds of one 2-worker run at 3bd241c: export 322,
+# The test files that take longest, longest first (seconds of one 2-worker run at ba7c514: export 322,
 # executorch 259, demo 200, bundle_faults 171, ... benchmarks/results/test_runs.json, "by_file").
 # `make test` runs pytest-xdist with --dist loadfile --no-loadscope-reorder, so files are handed to
 # the two workers in this order (then the rest in collection order): the long ones start first and
 # the short ones fill the end. xdist's own order (most tests first) left the demo's file for last and
 # one worker idle for about 100 s (a simulation of its scheduler on that run's durations: 1078 s
-# against 997 s this way).
+# against 997 s this way; the one fresh-clone run since, 4c1ea07, was not faster on the shared box).
 HEAVY_FIRST = ("test_export.py", "test_executorch.py", "test_demo.py", "reliability/test_bundle_faults.py",
                "test_tflite_xnnpack.py", "test_coreml_mil.py", "test_int8_choice.py", "test_quantization.py",
                "test_stylize.py", "test_int8_floor.py", "test_train.py", "test_coreml_nn.py",
