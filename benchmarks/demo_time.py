@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     if args.make and (args.quick or args.no_web or args.shared_data):
         ap.error("--make runs `make demo` as it is: no demo flags with it")
 
+    # scrub: the demo's notes name folders of this machine (the web assets' cache)
+    from styleport.paths import scrub
     from styleport.runtime.harness.machine import machine_info
 
     extra = (["--quick"] if args.quick else []) + (["--no-web"] if args.no_web else []) + (
@@ -68,18 +70,9 @@ def main(argv=None) -> int:
            **{k: v for k, v in med.items() if k != "wall_s"},
            "runs": [{k: r[k] for k in ("wall_s", "demo_elapsed_s", "phases_s", "loadavg_1min")} for r in runs],
            "machine": machine_info()}
-    Path(args.out).write_text(_scrub(json.dumps(doc, indent=2)) + "\n")
+    Path(args.out).write_text(scrub(json.dumps(doc, indent=2), HERE.parent) + "\n")
     print(f"demo: median {median:.1f} s wall of {len(runs)} run(s)")
     return 0
-
-
-def _scrub(text: str) -> str:
-    """The demo's notes name folders of this machine (e.g. the web assets' cache): the checkout
-    becomes ".", the home folder "~"."""
-    for path, short in ((str(HERE.parent), "."), (str(Path.home()), "~")):
-        for form in (path, json.dumps(path)[1:-1]):
-            text = text.replace(form + "/", short + "/")
-    return text
 
 
 def _one(make: bool, extra: list) -> dict | None:

@@ -33,16 +33,21 @@ def display_path(path, repo: Path | None = None) -> str:
     return ".../" + "/".join(p.parts[-2:])
 
 
-# an absolute path into a styleport checkout or its ../shared/data, on any machine (/work/wt-et/...)
-_FOREIGN = re.compile(r"(?<![\w./-])/(?:[^\s/'\"`()]+/)*?(shared/data/|benchmarks/|styleport/|tests/)")
+# an absolute path into a styleport checkout or its ../shared/data, on any machine (/work/wt-et/...);
+# not one under ~/ (already scrubbed: ~/.cache/styleport/web stays whole)
+_FOREIGN = re.compile(r"(?<![\w./~-])/(?:[^\s/'\"`()]+/)*?(shared/data/|benchmarks/|styleport/|tests/)")
 
 
 def scrub(text: str, repo: Path | None = None) -> str:
     """``text`` with absolute paths made relative to the repository: ``<repo>/x`` -> ``x``,
-    ``<repo's parent>/y`` -> ``../y``, and on any machine ``/.../shared/data/z`` -> ``../shared/data/z``,
+    ``<repo's parent>/y`` -> ``../y``, the home folder -> ``~/`` (e.g. the web assets' cache in a
+    note), and on any machine ``/.../shared/data/z`` -> ``../shared/data/z``,
     ``/.../benchmarks/z`` -> ``benchmarks/z`` (results recorded in another checkout)."""
     repo = Path(repo or REPO)
     text = text.replace(f"{repo.as_posix()}/", "")
     if repo.parent != Path(repo.anchor):
         text = text.replace(f"{repo.parent.as_posix()}/", "../")
+    home = Path.home()
+    if home != Path(home.anchor):
+        text = re.sub(rf"(?<![\w./-]){re.escape(home.as_posix())}/", "~/", text)
     return _FOREIGN.sub(lambda m: "../shared/data/" if m.group(1) == "shared/data/" else m.group(1), text)

@@ -34,6 +34,10 @@ def test_display_path_and_scrub(tmp_path):
     assert scrub(text, repo) == "python benchmarks/suites/q.py; content: 4 images of ../shared/data/images/content"
     assert scrub("onnx/predictor.fp32.onnx, https://x.org/benchmarks/a", repo) == \
         "onnx/predictor.fp32.onnx, https://x.org/benchmarks/a"
+    home = Path.home().as_posix()
+    if home != "/":
+        assert scrub(f"not installed in {home}/.cache/styleport/web", repo) == \
+            "not installed in ~/.cache/styleport/web"
 
 
 def test_results_md_and_highlights_print_no_absolute_path():

@@ -28,8 +28,8 @@ from styleport.errors import BadInput, ConversionError, StyleportError
 from styleport.export.coreml_export import io_kind
 from styleport.export.formats import CheckSkipped, ExportOptions, artefact_path, exporter
 from styleport.export.timing import Ticker, clock, one_line, step
-from styleport.interrupts import check as check_interrupt
 from styleport.export.wrappers import LAYOUT, export_module, io_spec, networks
+from styleport.interrupts import check as check_interrupt
 from styleport.manifest import FORMATS, KIND, MANIFEST, PRECISIONS, SCHEMA, sha256_path, size_path, validate
 from styleport.models.checkpoint import WEIGHTS, _umask_mode, load_checkpoint, sha256_file
 
