@@ -161,7 +161,10 @@ def test_signal_during_export_keeps_the_old_bundle(ck, bundle, sig):
     before = (bundle / "manifest.json").read_text()
     proc = subprocess.Popen([sys.executable, "-m", "styleport", "export", str(ck), "--out", str(bundle), "--force",
                              "--formats", "onnx,tflite,coreml", "--size", "32", "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a run started in the background (nohup, `cmd &`) inherits SIGINT ignored:
+                            # give the export the Ctrl-C a terminal user has
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list(bundle.parent.glob(".bundle.tmp-*")):
         time.sleep(0.05)
@@ -208,14 +211,20 @@ def test_a_swallowed_ctrl_c_still_stops_the_export(ck, bundle, monkeypatch, caps
             pass              # ... and a careless library drops the exception
         return real(*a, **k)
     monkeypatch.setattr(OE, "export", swallowing)
-    previous = signal.getsignal(signal.SIGINT)
-    code = main(["export", str(ck), "--out", str(bundle), "--force", "--formats", "onnx,tflite", "--size", "32",
-                 "--no-progress"])
+    # a run started in the background (nohup, `cmd &`) inherits SIGINT ignored, and main() rightly
+    # leaves it so; this test is about a terminal user's Ctrl-C: Python's own handler
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = main(["export", str(ck), "--out", str(bundle), "--force", "--formats", "onnx,tflite", "--size", "32",
+                     "--no-progress"])
+        restored = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     err = capsys.readouterr().err
     assert calls and code == 130 and "interrupted" in err and "Traceback" not in err
     assert (bundle / "manifest.json").read_text() == before
     assert not list(bundle.parent.glob(".bundle.tmp-*"))
-    assert signal.getsignal(signal.SIGINT) is previous   # main() put the caller's handler back
+    assert restored is signal.default_int_handler   # main() put the caller's handler back
     # ... and forgot the signal: the next export in this process runs (a pytest worker once died here)
     from styleport import interrupts
     assert not interrupts.interrupted()
