@@ -49,6 +49,20 @@ def _reference(model, network, content, extra):
         return model(content).numpy()
 
 
+def _one_xnnpack_partition(path, details, preset):
+    """The TFLite transformer runs whole in one XNNPACK partition, nothing left to the builtin
+    kernels: reflection padding as slices (no REVERSE_V2), nearest upsampling rewritten to
+    DEPTH_TO_SPACE, no TRANSPOSE (test_tflite_xnnpack covers the older forms that fall back)."""
+    from styleport.runtime.runners import litert_profile as LP
+    from styleport.runtime.runners.registry import make_runner
+    with make_runner("litert", path, threads=1) as r:
+        cov = LP.delegation(r.it)
+    assert cov["partitions"] == 1 and cov["fallback"] == {} and cov["delegated"] == cov["ops"], (preset, cov)
+    assert "REVERSE_V2" not in cov["op_types"] and "RESIZE_NEAREST_NEIGHBOR" not in cov["op_types"]
+    assert "TRANSPOSE" not in cov["op_types"], (preset, cov["op_types"])
+    assert cov["op_types"]["DEPTH_TO_SPACE"] == 2 and details["rewrites"]["nearest_upsample_as_depth_to_space"] == 2
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_fp32_artefacts_match_pytorch_at_two_sizes(tmp_path, preset, sample_images):
@@ -58,9 +72,13 @@ def test_fp32_artefacts_match_pytorch_at_two_sizes(tmp_path, preset, sample_imag
     style_size = 96 if preset == "ghiasi" else 64
     for i, size in enumerate([(64, 64), (48, 80)]):
         out = tmp_path / f"b{size[0]}x{size[1]}"
-        # CoreML cannot run here (see test_coreml_mil for its numbers): convert it once
+        # CoreML cannot run here (see test_coreml_mil for its numbers): convert it once; the predictor
+        # depends on style_size only: the second size exports the transformer alone (networks=)
         formats = ["onnx", "tflite", "coreml"] if i == 0 else ["onnx", "tflite"]
-        m = export_bundle(ck, out, formats, ["fp32"], size=size, style_size=style_size, progress=False)
+        m = export_bundle(ck, out, formats, ["fp32"], size=size, style_size=style_size, progress=False,
+                          networks=None if i == 0 else ["transformer"])
+        assert {a["model"] for a in m["artifacts"]} == ({"predictor", "transformer"}
+                                                        if model.kind == "arbitrary" and i == 0 else {"transformer"})
         content = torch.nn.functional.interpolate(load_tensor(sample_images / "content.png"), size=size,
                                                   mode="bilinear", antialias=True, align_corners=False)
         style = load_tensor(sample_images / "swirl.png", style_size, crop=True)
@@ -88,6 +106,8 @@ def test_fp32_artefacts_match_pytorch_at_two_sizes(tmp_path, preset, sample_imag
                 got = _litert(path, feeds)
                 got = got.transpose(0, 3, 1, 2) if got.ndim == 4 else got
                 tol = 1e-3
+                if a["model"] == "transformer":
+                    _one_xnnpack_partition(path, a["details"], preset)
             else:
                 got = _ort(path, feeds)
                 tol = 1e-4
@@ -176,6 +196,11 @@ def test_export_bad_arguments_exit_2(tmp_path):
     assert_one_line_error(run_cli("export", tmp_path / "nope", "--out", tmp_path / "b"), 2, "not found")
     assert_one_line_error(run_cli("export", ck, "--out", tmp_path / "missing" / "b"), 2, "does not exist")
     assert_one_line_error(run_cli("export", ck, "--out", tmp_path / "b", "--size", "30"), 2, "multiple of 4")
+    from styleport.errors import BadInput
+    for bad in (["predictor"], []):   # johnson has no predictor; an empty choice writes nothing
+        with pytest.raises(BadInput, match="networks must be some of transformer"):
+            export_bundle(ck, tmp_path / "b", ["onnx"], ["fp32"], size=32, progress=False, networks=bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck-johnson"]   # refused before any file
 
 
 def test_stale_temp_folders_are_cleaned(tmp_path):

@@ -167,7 +167,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
                   style_size=256, dynamic=False, force=False, opset=None, progress=True, calibration=None,
                   export_options: dict | None = None, fp16_rescale=True, coreml_io="tensor", credits=None,
                   tolerances: list | None = None, allow_drift: bool = False, parallel: bool | None = None,
-                  alongside=None) -> dict:
+                  alongside=None, networks: list | tuple | None = None) -> dict:
     """Write the bundle. ``export_options`` goes unchanged to every format's exporter
     (``ExportOptions.extra``): format-specific switches live there, not in this signature.
     ``coreml_io``: "tensor" or "image" (coreml_export.image_io); ``credits``: {"author", "license"}
@@ -175,6 +175,9 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
     convs feeding instance norms (export/fp16safe.py) for fp16 artefacts. ``tolerances``: rules of
     ``runtime.harness.tolerances.load_tolerances`` for the fp32 check against torch; ``allow_drift``: write the
     bundle even when an fp32 artefact breaks that tolerance (recorded in its ``details.check``).
+    ``networks``: which of the model's networks to write (default: all, ``wrappers.networks``), e.g.
+    ``["transformer"]`` for a second content size of an arbitrary-style model: its predictor
+    depends on ``style_size`` only, so the first bundle's predictor files serve every size.
 
     ``manifest["export"]["timings"]``: the wall time of every step (export/timing.py: trace, convert,
     simplify, calibrate, quantize per variant, gate, score, choose, ...), rows that add up to the
@@ -212,7 +215,7 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
         with clock(lambda text: bar.set_postfix_str(text[:60], refresh=True)):
             manifest = _write(checkpoint, out, formats, precisions, size, style_size, dynamic, force, opset,
                               calibration, export_options, fp16_rescale, coreml_io, credits, tolerances,
-                              allow_drift, bar, t_start, parallel, run_alongside)
+                              allow_drift, bar, t_start, parallel, run_alongside, networks)
     finally:
         ticker.close()
         bar.close()
@@ -222,8 +225,8 @@ def export_bundle(checkpoint, out, formats=("onnx", "tflite", "coreml"), precisi
 
 def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, force, opset, calibration,
            export_options, fp16_rescale, coreml_io, credits, tolerances, allow_drift, bar, t_start,
-           parallel=False, alongside=None) -> dict:
-    """export_bundle's work, inside its step clock."""
+           parallel=False, alongside=None, only=None) -> dict:
+    """export_bundle's work, inside its step clock; ``only``: export_bundle's ``networks``."""
     from styleport.export.coreml_export import IO_KINDS
     from styleport.export.timing import current as current_clock
     from styleport.quantization import make_variant
@@ -250,6 +253,12 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
         raise BadInput(f"{out} exists and is not a bundle folder")
     if not os.access(parent, os.W_OK):
         raise BadInput(f"output folder is not writable: {parent}")
+    nets = networks(model)
+    if only is not None:
+        unknown = sorted(set(only) - set(nets))
+        if unknown or not only:
+            raise BadInput(f"networks must be some of {', '.join(nets)} for this model, got {', '.join(unknown) or 'none'}")
+        nets = [n for n in nets if n in only]
     # reject a bad calibration set before converting anything
     if calibration and "int8" in precisions:
         from styleport.quantization.calibration import check as check_calibration
@@ -264,7 +273,6 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
     except OSError as e:
         raise BadInput(f"cannot write in {parent}: {e.strerror or e}") from None
 
-    nets = networks(model)
     ckpt_sha = sha256_file(ckpt / WEIGHTS)
     prep.__exit__(None, None, None)
     # --target-psnr (issue 13): every int8 variant is written, the fastest one that reaches the target
@@ -288,7 +296,7 @@ def _write(checkpoint, out, formats, precisions, size, style_size, dynamic, forc
             checkpoint=str(ckpt), out=str(tmp / "_worker" / "bundle"), formats=(PARALLEL_FORMAT,),
             precisions=tuple(precisions), size=size, style_size=style_size, dynamic=dynamic, force=True,
             opset=opset, calibration=wcal, export_options=export_options, fp16_rescale=fp16_rescale,
-            coreml_io=coreml_io, credits=credits, tolerances=tolerances, allow_drift=allow_drift))
+            coreml_io=coreml_io, credits=credits, tolerances=tolerances, allow_drift=allow_drift, only=only))
         jobs = [j for j in jobs if j[1] != PARALLEL_FORMAT]
     if alongside is not None:
         try:
