@@ -66,6 +66,15 @@ def assert_one_line_error(proc, code=2, contains=None):
 
 
 @pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory):
+    """A folder every pytest-xdist worker of this run sees (the workers' common temp root; a serial
+    run's own temp folder): files that several test files need and that cost a conversion are built
+    there once per run, under a lock (tiny.tiny_bundle), not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
 def sample_images(tmp_path_factory):
     from styleport.samples import content_scene, style_pattern
     d = tmp_path_factory.mktemp("samples")

@@ -13,8 +13,8 @@ from conftest import run_cli
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory):
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "styleport-rt")
+def bundle(shared_tmp):
+    return tiny_bundle(shared_tmp / "styleport-rt")
 
 
 def _independent_check(doc):

@@ -14,8 +14,8 @@ from conftest import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory):
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "styleport-rt")
+def bundle(shared_tmp):
+    return tiny_bundle(shared_tmp / "styleport-rt")
 
 
 def test_metrics_psnr_peak_one_and_ssim():

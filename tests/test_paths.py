@@ -89,3 +89,29 @@ def test_heavy_first_names_existing_test_files():
     assert len(set(HEAVY_FIRST)) == len(HEAVY_FIRST)
     for name in HEAVY_FIRST:
         assert (ROOT / "tests" / name).is_file(), name
+
+
+def test_tiny_bundle_is_built_once_by_processes_sharing_its_folder(tmp_path, monkeypatch):
+    """tiny.tiny_bundle under conftest's shared_tmp: two callers at once (two pytest-xdist workers)
+    build it once; the second waits on the lock and reuses the first one's bundle."""
+    import threading
+    import time
+
+    import tiny
+    from styleport import manifest as mf
+    built = []
+
+    def fake_build(folder, bundle, *args):
+        built.append(threading.get_ident())
+        time.sleep(0.3)   # the other caller arrives while this one builds
+        bundle.mkdir()
+        (bundle / mf.MANIFEST).write_text("{}")
+        return bundle
+    monkeypatch.setattr(tiny, "_build_tiny_bundle", fake_build)
+    got = []
+    callers = [threading.Thread(target=lambda: got.append(tiny.tiny_bundle(tmp_path / "rt"))) for _ in range(2)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert len(built) == 1 and got == [tmp_path / "rt" / "bundle"] * 2

@@ -19,8 +19,8 @@ from conftest import ROOT, assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory):
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "styleport-rt")
+def bundle(shared_tmp):
+    return tiny_bundle(shared_tmp / "styleport-rt")
 
 
 def test_onnx_runner_opset9(tmp_path):

@@ -78,16 +78,31 @@ def io_entry(name, shape, layout, rng=(0, 1)):
 
 def tiny_bundle(folder: str | os.PathLike, size: int = 64, style_size: int = 64, width: float = 0.25,
                 tflite: bool = True, fp16: bool = True, seed: int = 0) -> Path:
-    """Build (once) folder/ckpt and folder/bundle; returns the bundle path."""
-    import torch
+    """Build (once) folder/ckpt and folder/bundle; returns the bundle path. Processes that share
+    ``folder`` (pytest-xdist workers given conftest's ``shared_tmp``) build it once: the first
+    holds a lock on folder/.lock while it builds, the others wait for it and reuse its bundle."""
+    import fcntl
 
-    from styleport.models.checkpoint import save_checkpoint
-    from styleport.models.presets import build, default_config
     folder = Path(folder)
     bundle = folder / "bundle"
     if (bundle / mf.MANIFEST).is_file():
         return bundle
     folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes
+        if (bundle / mf.MANIFEST).is_file():
+            return bundle
+        return _build_tiny_bundle(folder, bundle, size, style_size, width, tflite, fp16, seed)
+
+
+def _build_tiny_bundle(folder: Path, bundle: Path, size, style_size, width, tflite, fp16, seed) -> Path:
+    import shutil
+
+    import torch
+
+    from styleport.models.checkpoint import save_checkpoint
+    from styleport.models.presets import build, default_config
+    shutil.rmtree(folder / "bundle.tmp", ignore_errors=True)   # a build that was interrupted
     torch.manual_seed(seed)
     cfg = default_config("magenta-mobile", width=width)
     model = build(cfg).eval()
