@@ -75,6 +75,26 @@ def shared_tmp(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def magenta_fp32(shared_tmp):
+    """(checkpoint, bundle): magenta-mobile at width 0.25 (seed 3) and its ONNX + TFLite fp32 export
+    at 64 px (style 64), built once per run (tiny.built_once) for test_stylize and
+    test_layerwise_torch. Read-only: a test that changes a file copies it first."""
+    from styleport.export.bundle import export_bundle
+    from styleport.models.checkpoint import save_checkpoint
+    from styleport.models.presets import build, default_config
+    from tiny import built_once
+
+    def make(folder):
+        cfg = default_config("magenta-mobile", width=0.25)
+        torch.manual_seed(3)
+        ck = save_checkpoint(build(cfg), cfg, folder / "ck")
+        export_bundle(ck, folder / "bundle", ["onnx", "tflite"], ["fp32"], size=64, style_size=64, progress=False,
+                      force=True)
+    folder = built_once(shared_tmp / "magenta-fp32", make)
+    return folder / "ck", folder / "bundle"
+
+
+@pytest.fixture(scope="session")
 def sample_images(tmp_path_factory):
     from styleport.samples import content_scene, style_pattern
     d = tmp_path_factory.mktemp("samples")

@@ -5,23 +5,14 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import numpy_helper
 
 from conftest import run_cli
-from styleport.export.bundle import export_bundle
-from styleport.models.checkpoint import save_checkpoint
-from styleport.models.presets import build, default_config
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lw")
-    cfg = default_config("magenta-mobile", width=0.25)
-    torch.manual_seed(4)
-    ck = save_checkpoint(build(cfg), cfg, tmp / "ck")
-    export_bundle(ck, tmp / "b", ["onnx", "tflite"], ["fp32"], size=48, style_size=64, progress=False)
-    return ck, tmp / "b"
+def exported(magenta_fp32):
+    return magenta_fp32   # (checkpoint, ONNX + TFLite fp32 bundle at 64 px): conftest
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])

@@ -1,21 +1,13 @@
 import pytest
-import torch
 from PIL import Image
 
 from conftest import assert_one_line_error, run_cli
 from styleport.export.bundle import export_bundle
-from styleport.models.checkpoint import save_checkpoint
-from styleport.models.presets import build, default_config
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stylize")
-    cfg = default_config("magenta-mobile", width=0.25)
-    torch.manual_seed(3)
-    ck = save_checkpoint(build(cfg), cfg, tmp / "ck")
-    export_bundle(ck, tmp / "bundle", ["onnx", "tflite"], ["fp32"], size=64, style_size=64, progress=False)
-    return ck, tmp / "bundle"
+def tiny(magenta_fp32):
+    return magenta_fp32   # (checkpoint, ONNX + TFLite fp32 bundle at 64 px): conftest
 
 
 def test_checkpoint_any_size_keeps_aspect(tmp_path, tiny, sample_images):

@@ -78,21 +78,28 @@ def io_entry(name, shape, layout, rng=(0, 1)):
 
 def tiny_bundle(folder: str | os.PathLike, size: int = 64, style_size: int = 64, width: float = 0.25,
                 tflite: bool = True, fp16: bool = True, seed: int = 0) -> Path:
-    """Build (once) folder/ckpt and folder/bundle; returns the bundle path. Processes that share
-    ``folder`` (pytest-xdist workers given conftest's ``shared_tmp``) build it once: the first
-    holds a lock on folder/.lock while it builds, the others wait for it and reuse its bundle."""
+    """Build (once) folder/ckpt and folder/bundle; returns the bundle path (``built_once``)."""
+    folder = Path(folder)
+    built_once(folder, lambda d: _build_tiny_bundle(d, d / "bundle", size, style_size, width, tflite, fp16, seed))
+    return folder / "bundle"
+
+
+def built_once(folder: str | os.PathLike, build, done: str = "bundle/" + mf.MANIFEST) -> Path:
+    """``build(folder)`` once among the processes that share ``folder`` (pytest-xdist workers given
+    conftest's ``shared_tmp``): the first holds a lock on folder/.lock while it builds, the others
+    wait for it and reuse what it built. ``done``: the file that exists once a build has finished
+    (a bundle's manifest: the exporters write it last)."""
     import fcntl
 
     folder = Path(folder)
-    bundle = folder / "bundle"
-    if (bundle / mf.MANIFEST).is_file():
-        return bundle
+    if (folder / done).is_file():
+        return folder
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes
-        if (bundle / mf.MANIFEST).is_file():
-            return bundle
-        return _build_tiny_bundle(folder, bundle, size, style_size, width, tflite, fp16, seed)
+        if not (folder / done).is_file():
+            build(folder)
+    return folder
 
 
 def _build_tiny_bundle(folder: Path, bundle: Path, size, style_size, width, tflite, fp16, seed) -> Path:
