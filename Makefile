@@ -10,9 +10,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# pip byte-compiles every installed file on one core (60 of 91 s here); compileall does the same
-# files on every core instead (38 s on 2). Like pip, it skips the few files it cannot compile (two
-# in torch and litert-torch use Python 3.12 syntax), hence "|| true".
+# pip byte-compiles every installed file on one core; compileall does the same files on every core
+# instead (fresh clones on 2 cores: 81 s median against 88 for pip alone, noisy; install_runs in
+# benchmarks/results/test_runs.json). Like pip, it skips the few files it cannot compile (two in
+# torch and litert-torch use Python 3.12 syntax), hence "|| true".
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-compile -e '.[test]'
 	$(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
