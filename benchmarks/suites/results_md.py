@@ -257,6 +257,10 @@ def first_run(folder) -> list[str]:
             L.append(f"| {r.get('commit')} | `{r.get('command')}` | {r.get('workers', 1)} | {r.get('shared_data', '')[:7]} | "
                      f"{r.get('pytest_summary')} | {r.get('tests_minutes')} | {r.get('wall_minutes', '-')} |")
         L.append("")
+        inst = t.get("install_runs")
+        if inst:
+            L += [f"The install alone (`{inst['command']}`, {inst['note']}), seconds wall per pair: " + "; ".join(
+                "(" + ", ".join(f"{x['commit']} {x['wall_s']:.0f}" for x in pair) + ")" for pair in inst["pairs"]) + ".", ""]
         for r in t["runs"]:
             if r.get("slowest"):
                 L.append(f"Slowest tests, {r.get('commit')} ({r.get('workers', 1)} worker(s)): " + "; ".join(
@@ -658,15 +662,19 @@ def highlights(folder: Path) -> list[str]:
                      f"{r['paired_median_ratio_pct']:+.2f}%" for r in ho) + ".")
     dr, tr = _load(folder, "demo_run"), _load(folder, "test_runs")
     if dr and dr.get("phases_s"):
-        last = next((r for r in reversed((tr or {}).get("runs", [])) if r.get("wall_minutes")), {})  # a fresh clone
+        fresh = [r for r in (tr or {}).get("runs", []) if r.get("wall_minutes")]   # fresh clones
+        last = next((r for r in reversed(fresh) if r.get("shared_data", "").startswith("present")), {})
+        new_user = next((r for r in reversed(fresh) if r.get("shared_data", "").startswith("absent")), {})
         n = len(dr.get("runs_wall_s") or [1])
         L.append(f"- Time to first result ({_j('demo_run')}, {_j('test_runs')}): `{dr.get('demo_command', 'styleport demo')}` "
                  f"{dr['wall_s']:.0f} s wall{f' (median of {n})' if n > 1 else ''} (export with the gallery "
                  f"{dr['export_timings']['wall_s']:.0f} s, latency {dr['phases_s'].get('latency', 0):.0f} s, "
                  + (f"browser {dr['phases_s'].get('web', 0):.0f} s)" if (dr.get("web") or {}).get("present")
                     else "no browser step: no Chromium on that machine)")
-                 + (f"; `{last.get('command')}` {last.get('wall_minutes')} min wall, tests {last.get('tests_minutes')} min "
-                    f"({last.get('pytest_summary')})" if last.get("tests_minutes") else "") + ".")
+                 + (f"; `{last.get('command')}` beside `../shared` as in CI {last.get('wall_minutes')} min wall, tests "
+                    f"{last.get('tests_minutes')} min ({last.get('pytest_summary')}, {last.get('commit')})" if last else "")
+                 + (f"; without `../shared`, as a new user, {new_user.get('wall_minutes')} min wall, tests "
+                    f"{new_user.get('tests_minutes')} min ({new_user.get('commit')})" if new_user else "") + ".")
     imp = _load(folder, "import_fidelity")
     df = _load(folder, "default_fidelity")
     if imp and not imp.get("skipped"):
