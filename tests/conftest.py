@@ -69,7 +69,7 @@ def assert_one_line_error(proc, code=2, contains=None):
 def shared_tmp(tmp_path_factory):
     """A folder every pytest-xdist worker of this run sees (the workers' common temp root; a serial
     run's own temp folder): files that several test files need and that cost a conversion are built
-    there once per run, under a lock (tiny.tiny_bundle), not once per worker."""
+    there once per run, under a lock (tiny.built_once), not once per worker."""
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
