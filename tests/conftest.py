@@ -65,6 +65,21 @@ def assert_one_line_error(proc, code=2, contains=None):
         assert contains.lower() in err.lower(), err
 
 
+def assert_one_xnnpack_partition(path, details, label):
+    """A fp32 TFLite transformer runs whole in one XNNPACK partition, nothing left to the builtin
+    kernels: reflection padding as slices (no REVERSE_V2), nearest upsampling rewritten to
+    DEPTH_TO_SPACE (``details``: the exporter's), no TRANSPOSE. test_export checks every preset's
+    exported transformer with it; test_tflite_xnnpack covers the older forms that fall back."""
+    from styleport.runtime.runners import litert_profile as LP
+    from styleport.runtime.runners.registry import make_runner
+    with make_runner("litert", path, threads=1) as r:
+        cov = LP.delegation(r.it)
+    assert cov["partitions"] == 1 and cov["fallback"] == {} and cov["delegated"] == cov["ops"], (label, cov)
+    assert "REVERSE_V2" not in cov["op_types"] and "RESIZE_NEAREST_NEIGHBOR" not in cov["op_types"]
+    assert "TRANSPOSE" not in cov["op_types"], (label, cov["op_types"])
+    assert cov["op_types"]["DEPTH_TO_SPACE"] == 2 and details["rewrites"]["nearest_upsample_as_depth_to_space"] == 2
+
+
 @pytest.fixture(scope="session")
 def shared_tmp(tmp_path_factory):
     """A folder every pytest-xdist worker of this run sees (the workers' common temp root; a serial

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, assert_one_xnnpack_partition, run_cli
 from styleport.export.bundle import export_bundle
 from styleport.images import load_tensor
 from styleport.manifest import load as load_manifest
@@ -47,20 +47,6 @@ def _reference(model, network, content, extra):
         if model.kind == "multi":
             return model(content, extra).numpy()
         return model(content).numpy()
-
-
-def _one_xnnpack_partition(path, details, preset):
-    """The TFLite transformer runs whole in one XNNPACK partition, nothing left to the builtin
-    kernels: reflection padding as slices (no REVERSE_V2), nearest upsampling rewritten to
-    DEPTH_TO_SPACE, no TRANSPOSE (test_tflite_xnnpack covers the older forms that fall back)."""
-    from styleport.runtime.runners import litert_profile as LP
-    from styleport.runtime.runners.registry import make_runner
-    with make_runner("litert", path, threads=1) as r:
-        cov = LP.delegation(r.it)
-    assert cov["partitions"] == 1 and cov["fallback"] == {} and cov["delegated"] == cov["ops"], (preset, cov)
-    assert "REVERSE_V2" not in cov["op_types"] and "RESIZE_NEAREST_NEIGHBOR" not in cov["op_types"]
-    assert "TRANSPOSE" not in cov["op_types"], (preset, cov["op_types"])
-    assert cov["op_types"]["DEPTH_TO_SPACE"] == 2 and details["rewrites"]["nearest_upsample_as_depth_to_space"] == 2
 
 
 @pytest.mark.slow
@@ -107,7 +93,7 @@ def test_fp32_artefacts_match_pytorch_at_two_sizes(tmp_path, preset, sample_imag
                 got = got.transpose(0, 3, 1, 2) if got.ndim == 4 else got
                 tol = 1e-3
                 if a["model"] == "transformer":
-                    _one_xnnpack_partition(path, a["details"], preset)
+                    assert_one_xnnpack_partition(path, a["details"], preset)
             else:
                 got = _ort(path, feeds)
                 tol = 1e-4

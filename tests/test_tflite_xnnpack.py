@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import assert_one_xnnpack_partition
 from styleport.export.tflite_export import export_tflite
 from styleport.export.wrappers import export_module, io_spec
 from styleport.models.layers import ConvLayer, conv_phases_nhwc, reflect_pad_slices, set_forms
@@ -81,13 +82,9 @@ def test_conv_phases_is_the_same_conv(r, bias):
 
 def test_fp32_transformers_one_partition_no_fallback(exports):
     for preset, (path, details, feeds, ref) in exports.items():
+        assert_one_xnnpack_partition(path, details, preset)
         with make_runner("litert", path, threads=1) as r:
-            cov = LP.delegation(r.it)
             out = r.run(feeds)["stylized_image"]
-        assert cov["partitions"] == 1 and cov["fallback"] == {} and cov["delegated"] == cov["ops"], (preset, cov)
-        assert "REVERSE_V2" not in cov["op_types"] and "RESIZE_NEAREST_NEIGHBOR" not in cov["op_types"]
-        assert "TRANSPOSE" not in cov["op_types"], (preset, cov["op_types"])
-        assert cov["op_types"]["DEPTH_TO_SPACE"] == 2 and details["rewrites"]["nearest_upsample_as_depth_to_space"] == 2
         assert float(np.abs(out - ref).max()) <= 1e-3, preset  # fp32 parity with torch
 
 
